@@ -1,0 +1,123 @@
+/**
+ * The dataplane backend interface: how an agent reads and writes the network
+ * state of the VMs on its host. Backends: `memory` (embedded default), `ovs`
+ * (Open vSwitch) and `conntrack` (kernel connection tracking).
+ *
+ * The agent service owns the migration protocol (epochs, freeze, staging ids,
+ * transfer); a backend owns the state itself:
+ *
+ *  - live state of active VMs, read as full snapshots or as deltas since a
+ *    generation (dirty tracking: every change bumps the VM's generation);
+ *  - staged state on a destination: installed but not steering traffic,
+ *    with host-local identifiers (port names, OpenFlow ports, ct zones)
+ *    already remapped to this host's, so activation is cheap;
+ *  - removal of exactly one VM's state on release, nothing else.
+ *
+ * Backends keep an incremental StateDigest per VM and per staging area so a
+ * digest never has to be computed in the freeze window.
+ */
+import type { StateDelta, Tables } from "../../protocol/state/model.js";
+import type { TableName } from "../../protocol/state/tables.js";
+
+/** A snapshot or delta read from a live VM, with the digest at that point. */
+export interface ReadResult extends StateDelta {
+  /** Whole-VM digest of the live state at `gen`. */
+  digest: string;
+  /** Per-table digests at `gen`. */
+  tables: Record<TableName, string>;
+}
+
+/** Summary of a VM's live state. */
+export interface VmSummary {
+  vmId: string;
+  gen: number;
+  digest: string;
+  tables: Record<TableName, string>;
+  counts: Record<TableName, number>;
+  frozen: boolean;
+}
+
+/** Summary of a staging area. */
+export interface StagedSummary {
+  vmId: string;
+  stagingId: string;
+  gen: number;
+  digest: string;
+  tables: Record<TableName, string>;
+  counts: Record<TableName, number>;
+  /** True once the final delta was applied and the area persisted. */
+  sealed: boolean;
+}
+
+/**
+ * How to remap the source's host-local identifiers: the source's conntrack
+ * zone of each port (by ifaceId). The destination maps zone → ifaceId → its
+ * own zone for that port.
+ */
+export interface RemapContext {
+  srcPortZones: Record<string, number>;
+}
+
+/** Changes to apply: full rows to insert or replace, keys to delete. */
+export interface Change {
+  upserts: Partial<Tables>;
+  deletes: Partial<Record<TableName, string[]>>;
+}
+
+export interface Backend {
+  /** "memory", "ovs", "conntrack", ... */
+  readonly kind: string;
+
+  /** Loads persisted state, connects to the dataplane. */
+  start(): Promise<void>;
+  /** Idempotent; flushes what must survive a restart. */
+  close(): Promise<void>;
+
+  /** VMs with live (active or frozen) state on this host. */
+  listVms(): Promise<VmSummary[]>;
+  /** One live VM's summary, or null if it has no state here. */
+  describe(vmId: string): Promise<VmSummary | null>;
+
+  /**
+   * Reads a live VM: the full state when `sinceGen` is null, else what
+   * changed after `sinceGen` (rows upserted, keys deleted). Throws
+   * NotStagedError-free BadRequestError when `sinceGen` is older than the
+   * backend can answer (the caller then asks for a full snapshot).
+   * A full read starts dirty tracking for a migration (see `endTracking`).
+   */
+  read(vmId: string, sinceGen: number | null): Promise<ReadResult>;
+  /** Stops keeping deletions for deltas (migration over). */
+  endTracking(vmId: string): Promise<void>;
+  /** The source's conntrack zone per ifaceId of a live VM (for RemapContext). */
+  portZones(vmId: string): Promise<Record<string, number>>;
+
+  /**
+   * Applies a change to a live VM (config writes, imports). Creates the VM
+   * when `create` is true and it does not exist. Throws VmMigratingError
+   * while the VM is frozen. Returns the new generation.
+   */
+  write(vmId: string, change: Change, create: boolean): Promise<number>;
+  /** Frozen VMs refuse writes (and a backend stops its own churn). */
+  setFrozen(vmId: string, frozen: boolean): Promise<void>;
+
+  /**
+   * Destination: applies a full snapshot (`delta.baseGen === null`, replaces
+   * the area's content) or a delta to a staging area, creating it if needed,
+   * remapping host-local fields to this host's. Staged state must not steer
+   * traffic until `activate`.
+   */
+  stage(vmId: string, stagingId: string, delta: StateDelta, remap: RemapContext): Promise<void>;
+  /** Marks the staging area complete and persists it (survives a restart). */
+  seal(vmId: string, stagingId: string): Promise<void>;
+  /** The staging area's summary, or null if there is none. */
+  staged(vmId: string, stagingId: string): Promise<StagedSummary | null>;
+  /** All staging areas on this host (after a restart: the sealed ones). */
+  listStaged(): Promise<StagedSummary[]>;
+  /** Makes staged state live: the VM becomes active here. Idempotent. */
+  activate(vmId: string, stagingId: string): Promise<VmSummary>;
+  /** Drops a staging area. Idempotent. */
+  discard(vmId: string, stagingId: string): Promise<void>;
+
+  /** Deletes a live VM's state (release on the source). Idempotent. */
+  remove(vmId: string): Promise<void>;
+}

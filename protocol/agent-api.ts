@@ -1,0 +1,205 @@
+/**
+ * The agent's command API over NATS request/reply, typed by request and reply.
+ *
+ * Every request travels in an Envelope whose `vmId`, `migrationId` and
+ * `epoch` say what it is about; `body` is the op's request below. Every reply
+ * is an Envelope of kind "reply" with body `{ ok: true, result }` or
+ * `{ ok: false, error: WireError }`.
+ *
+ * Epoch fencing: the agent persists the highest epoch it has seen per VM and
+ * refuses any command with a lower one (STALE_EPOCH). Ops that only read
+ * (inventory, describe, export) are not fenced.
+ */
+import { BadRequestError } from "./errors.js";
+import type { WireError } from "./errors.js";
+import type { TableName } from "./state/tables.js";
+
+export const AgentOp = {
+  /** List the VMs on this host (active, frozen, staged, released). */
+  inventory: "inventory",
+  /** One VM's generation, digest and counts. */
+  describe: "describe",
+  /** Destination: open a staging area for an incoming migration (resets it if open). */
+  prepare: "prepare",
+  /** Source: stream the VM's state (full or since a generation) to the destination. */
+  transfer: "transfer",
+  /** Source: stop accepting changes to the VM's state. */
+  freeze: "freeze",
+  /** Source: accept changes again (after an abort). */
+  thaw: "thaw",
+  /** Destination: make the staged state live (epoch = new epoch after commit). */
+  activate: "activate",
+  /** Source: delete the VM's state, keep a tombstone with the epoch. */
+  release: "release",
+  /** Destination: drop the staging area of a migration. */
+  abort: "abort",
+  /** Stream the VM's full state to a sink subject (for export and GetVmState). */
+  export: "export",
+  /** Apply a change to a live VM's state (config writes; refused while frozen). */
+  write: "write",
+} as const;
+export type AgentOp = (typeof AgentOp)[keyof typeof AgentOp];
+export const AGENT_OPS = new Set<string>(Object.values(AgentOp));
+
+/** Where a VM stands on one host. */
+export type VmStatus =
+  /** Live here and accepting changes. */
+  | "active"
+  /** Live here but frozen by a migration: changes are refused. */
+  | "frozen"
+  /** Being received: staged, not steering traffic. */
+  | "staged"
+  /** Moved away: only a tombstone with the epoch is kept. */
+  | "released";
+
+export interface VmInfo {
+  vmId: string;
+  status: VmStatus;
+  epoch: number;
+  gen: number;
+  digest: string;
+  counts: Partial<Record<TableName, number>>;
+  /** The migration that froze or is staging this VM, if any. */
+  migrationId?: string;
+}
+
+export interface InventoryReply {
+  hostId: string;
+  backend: string;
+  vms: VmInfo[];
+}
+
+export interface DescribeReply extends VmInfo {
+  tables: Partial<Record<TableName, string>>;
+}
+
+export interface PrepareRequest {
+  srcHostId: string;
+}
+
+export interface TransferRequest {
+  /** Host to stream to; the chunks go to its agentChunk subject. */
+  dstHostId: string;
+  /** null = full snapshot; otherwise send what changed since this generation. */
+  sinceGen: number | null;
+  /** The final delta of a frozen VM. */
+  final: boolean;
+  /** Pre-copy round number (0 = the first, full round). */
+  round: number;
+  /** Target size of one chunk in bytes (below the server's max_payload). */
+  maxChunkBytes?: number;
+  /** Chunks in flight at once. Default 8. */
+  window?: number;
+  /** Deadline for the whole round, ms. */
+  timeoutMs?: number;
+}
+
+export interface TransferReply {
+  baseGen: number | null;
+  gen: number;
+  rows: number;
+  bytes: number;
+  chunks: number;
+  durationMs: number;
+  digest: string;
+}
+
+export interface FreezeReply {
+  gen: number;
+  digest: string;
+  frozenAtMs: number;
+}
+
+export interface ActivateReply {
+  digest: string;
+  gen: number;
+}
+
+export interface ExportRequest {
+  /** Subject (usually an inbox) the chunks are sent to. */
+  sink: string;
+  maxChunkBytes?: number;
+}
+
+export interface ExportReply extends TransferReply {}
+
+/** Encoded change to a live VM: column blocks of upserts and keys to delete. */
+export interface WriteRequest {
+  upserts: unknown[];
+  deletes: Partial<Record<TableName, string[]>>;
+  /** Create the VM if it does not exist (import). Default false. */
+  create?: boolean;
+}
+
+export interface WriteReply {
+  gen: number;
+  digest: string;
+}
+
+export type Reply<R> = { ok: true; result: R } | { ok: false; error: WireError };
+
+// ------------------------------------------------------------- validation
+
+type Obj = Record<string, unknown>;
+
+export function asObject(v: unknown, what: string): Obj {
+  if (v === null || typeof v !== "object" || Array.isArray(v) || v instanceof Uint8Array) {
+    throw new BadRequestError(`${what} must be a map`);
+  }
+  return v as Obj;
+}
+
+export function optUint(o: Obj, k: string, what: string, max = Number.MAX_SAFE_INTEGER): number | undefined {
+  const v = o[k];
+  if (v === undefined || v === null) return undefined;
+  if (typeof v !== "number" || !Number.isSafeInteger(v) || v < 0 || v > max) throw new BadRequestError(`${what}.${k} must be an integer from 0 to ${max}`);
+  return v;
+}
+
+export function reqString(o: Obj, k: string, what: string, maxLen = 256): string {
+  const v = o[k];
+  if (typeof v !== "string" || v.length === 0 || v.length > maxLen) throw new BadRequestError(`${what}.${k} must be a non-empty string`);
+  return v;
+}
+
+export function parseTransferRequest(body: unknown): TransferRequest {
+  const o = asObject(body, "transfer request");
+  const sinceGen = o.sinceGen === null || o.sinceGen === undefined ? null : optUint(o, "sinceGen", "transfer request")!;
+  if (typeof o.final !== "boolean") throw new BadRequestError("transfer request.final must be a boolean");
+  const req: TransferRequest = {
+    dstHostId: reqString(o, "dstHostId", "transfer request", 64),
+    sinceGen,
+    final: o.final,
+    round: optUint(o, "round", "transfer request", 1_000_000) ?? 0,
+  };
+  const maxChunkBytes = optUint(o, "maxChunkBytes", "transfer request", 64 * 1024 * 1024);
+  const window = optUint(o, "window", "transfer request", 256);
+  const timeoutMs = optUint(o, "timeoutMs", "transfer request", 3_600_000);
+  if (maxChunkBytes !== undefined) req.maxChunkBytes = Math.max(4096, maxChunkBytes);
+  if (window !== undefined) req.window = Math.max(1, window);
+  if (timeoutMs !== undefined) req.timeoutMs = timeoutMs;
+  return req;
+}
+
+export function parsePrepareRequest(body: unknown): PrepareRequest {
+  const o = asObject(body, "prepare request");
+  return { srcHostId: reqString(o, "srcHostId", "prepare request", 64) };
+}
+
+export function parseExportRequest(body: unknown): ExportRequest {
+  const o = asObject(body, "export request");
+  const req: ExportRequest = { sink: reqString(o, "sink", "export request", 256) };
+  const maxChunkBytes = optUint(o, "maxChunkBytes", "export request", 64 * 1024 * 1024);
+  if (maxChunkBytes !== undefined) req.maxChunkBytes = Math.max(4096, maxChunkBytes);
+  return req;
+}
+
+export function parseWriteRequest(body: unknown): WriteRequest {
+  const o = asObject(body, "write request");
+  if (!Array.isArray(o.upserts)) throw new BadRequestError("write request.upserts must be an array of column blocks");
+  const deletes = asObject(o.deletes ?? {}, "write request.deletes") as Partial<Record<TableName, string[]>>;
+  for (const [t, keys] of Object.entries(deletes)) {
+    if (!Array.isArray(keys) || !keys.every((k) => typeof k === "string")) throw new BadRequestError(`write request.deletes.${t} must be an array of keys`);
+  }
+  return { upserts: o.upserts, deletes, create: o.create === true };
+}

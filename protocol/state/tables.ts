@@ -1,0 +1,266 @@
+/**
+ * The per-VM state model, declared once as table descriptors.
+ *
+ * A VM's network state is a set of tables (ports, ACLs, QoS, ... conntrack).
+ * Every row is flat: scalar fields plus a few `json` fields for small nested
+ * values. The descriptors below drive everything generic: validation, the
+ * canonical digest, the columnar wire codec and the JSON document form.
+ *
+ * Host-local fields (`local: true`) are identifiers that differ per host
+ * (OVS port name and OpenFlow port number, conntrack zone). They are remapped
+ * by the destination, never copied, and are left out of the digest.
+ *
+ * Rows reference a VM's port by its `ifaceId` (portable), never by port name.
+ */
+
+/** Column types. Integers are range-checked; `str` is interned on the wire. */
+export type FieldType = "str" | "u8" | "u16" | "u32" | "f64" | "bool" | "json";
+
+export interface FieldSpec {
+  readonly name: string;
+  readonly type: FieldType;
+  /** Host-local: remapped on the destination, excluded from the digest. */
+  readonly local?: boolean;
+}
+
+export interface TableSpec<Row = Record<string, unknown>> {
+  readonly name: TableName;
+  /** `slow` = configuration, `fast` = live state (the split of the OVS note). */
+  readonly kind: "slow" | "fast";
+  readonly fields: readonly FieldSpec[];
+  /** The row's identity within its table, built from portable fields only. */
+  readonly key: (row: Row) => string;
+}
+
+// ---------------------------------------------------------------- row types
+
+/** A VM network port (an OVS Interface, a tap device). */
+export interface PortRow {
+  ifaceId: string;
+  mac: string;
+  ips: string[];
+  /** Access VLAN tag; 0 = untagged. */
+  vlanTag: number;
+  trunks: number[];
+  /** "" (none), "gre", "vxlan" or "geneve". */
+  tunnelType: string;
+  tunnelKey: number;
+  tunnelRemoteIp: string;
+  externalIds: Record<string, string>;
+  /** Host-local: port/interface name (e.g. vnet3). */
+  name: string;
+  /** Host-local: OpenFlow port number; 0 = not assigned. */
+  ofport: number;
+  /** Host-local: conntrack zone used for this port's connections. */
+  ctZone: number;
+}
+
+/** One ACL / security rule of the VM (an OpenFlow flow in the ovs backend). */
+export interface AclRow {
+  id: string;
+  /** "ingress" (to the VM) or "egress" (from the VM). */
+  direction: string;
+  priority: number;
+  table: number;
+  /** Match in ovs-ofctl syntax, ports by ifaceId in `in_port=@<ifaceId>` form. */
+  match: string;
+  /** Actions in ovs-ofctl syntax. */
+  actions: string;
+}
+
+export interface QosQueue {
+  id: number;
+  minRateBps: number;
+  maxRateBps: number;
+  dscp?: number;
+}
+
+export interface QosRow {
+  ifaceId: string;
+  ingressPolicingRateKbps: number;
+  ingressPolicingBurstKb: number;
+  /** "" (none), "linux-htb", "linux-hfsc", "egress-policer"... */
+  qosType: string;
+  maxRateBps: number;
+  queues: QosQueue[];
+  /** DSCP value marked on egress; 0 = none. */
+  dscpMark: number;
+}
+
+export interface MirrorRow {
+  name: string;
+  /** ifaceIds whose received traffic is mirrored. */
+  selectSrc: string[];
+  /** ifaceIds whose sent traffic is mirrored. */
+  selectDst: string[];
+  /** Output port name (on the host) or "" when mirroring to a VLAN. */
+  outputPort: string;
+  outputVlan: number;
+}
+
+export interface MonitoringRow {
+  /** "sflow", "netflow" or "ipfix". */
+  kind: string;
+  targets: string[];
+  sampling: number;
+  pollingSec: number;
+}
+
+/** An L2 learning (fdb) entry. */
+export interface FdbRow {
+  mac: string;
+  vlan: number;
+  /** ifaceId of the port the MAC was learned on. */
+  ifaceId: string;
+  ageSec: number;
+  static: boolean;
+}
+
+/** A neighbour (ARP/ND) entry. */
+export interface NeighbourRow {
+  ip: string;
+  mac: string;
+  ifaceId: string;
+  /** "REACHABLE", "STALE", "PERMANENT"... */
+  state: string;
+}
+
+/**
+ * A connection-tracking entry. Original and reply tuples are both kept, so
+ * NAT survives the move. For ICMP, ports are 0 and icmp* fields are used.
+ */
+export interface ConntrackRow {
+  /** IP protocol number: 6 tcp, 17 udp, 1 icmp, 58 icmpv6, 132 sctp. */
+  proto: number;
+  origSrc: string;
+  origDst: string;
+  origSport: number;
+  origDport: number;
+  replySrc: string;
+  replyDst: string;
+  replySport: number;
+  replyDport: number;
+  icmpType: number;
+  icmpCode: number;
+  icmpId: number;
+  /** TCP state ("ESTABLISHED", "TIME_WAIT"...), "" for other protocols. */
+  state: string;
+  /** conntrack status bits (IPS_*), e.g. ASSURED = 4, SEEN_REPLY = 2. */
+  status: number;
+  mark: number;
+  /** ct label as 32 hex digits, "" = none. */
+  labels: string;
+  timeoutSec: number;
+  /** Host-local: conntrack zone (remapped through the port's ctZone). */
+  zone: number;
+}
+
+/** Port counters (informational; carried so graphs don't reset). */
+export interface CounterRow {
+  ifaceId: string;
+  rxPackets: number;
+  rxBytes: number;
+  txPackets: number;
+  txBytes: number;
+}
+
+export interface RowTypes {
+  ports: PortRow;
+  acls: AclRow;
+  qos: QosRow;
+  mirrors: MirrorRow;
+  monitoring: MonitoringRow;
+  fdb: FdbRow;
+  neighbours: NeighbourRow;
+  conntrack: ConntrackRow;
+  counters: CounterRow;
+}
+export type TableName = keyof RowTypes;
+
+// ---------------------------------------------------------------- descriptors
+
+const f = (name: string, type: FieldType, local = false): FieldSpec => (local ? { name, type, local } : { name, type });
+
+export const TABLES: { readonly [T in TableName]: TableSpec<RowTypes[T]> } = {
+  ports: {
+    name: "ports",
+    kind: "slow",
+    fields: [
+      f("ifaceId", "str"), f("mac", "str"), f("ips", "json"), f("vlanTag", "u16"), f("trunks", "json"),
+      f("tunnelType", "str"), f("tunnelKey", "u32"), f("tunnelRemoteIp", "str"), f("externalIds", "json"),
+      f("name", "str", true), f("ofport", "u32", true), f("ctZone", "u16", true),
+    ],
+    key: (r) => r.ifaceId,
+  },
+  acls: {
+    name: "acls",
+    kind: "slow",
+    fields: [f("id", "str"), f("direction", "str"), f("priority", "u16"), f("table", "u8"), f("match", "str"), f("actions", "str")],
+    key: (r) => r.id,
+  },
+  qos: {
+    name: "qos",
+    kind: "slow",
+    fields: [
+      f("ifaceId", "str"), f("ingressPolicingRateKbps", "u32"), f("ingressPolicingBurstKb", "u32"),
+      f("qosType", "str"), f("maxRateBps", "f64"), f("queues", "json"), f("dscpMark", "u8"),
+    ],
+    key: (r) => r.ifaceId,
+  },
+  mirrors: {
+    name: "mirrors",
+    kind: "slow",
+    fields: [f("name", "str"), f("selectSrc", "json"), f("selectDst", "json"), f("outputPort", "str"), f("outputVlan", "u16")],
+    key: (r) => r.name,
+  },
+  monitoring: {
+    name: "monitoring",
+    kind: "slow",
+    fields: [f("kind", "str"), f("targets", "json"), f("sampling", "u32"), f("pollingSec", "u32")],
+    key: (r) => r.kind,
+  },
+  fdb: {
+    name: "fdb",
+    kind: "fast",
+    fields: [f("mac", "str"), f("vlan", "u16"), f("ifaceId", "str"), f("ageSec", "u32"), f("static", "bool")],
+    key: (r) => `${r.mac}|${r.vlan}`,
+  },
+  neighbours: {
+    name: "neighbours",
+    kind: "fast",
+    fields: [f("ip", "str"), f("mac", "str"), f("ifaceId", "str"), f("state", "str")],
+    key: (r) => `${r.ip}|${r.ifaceId}`,
+  },
+  conntrack: {
+    name: "conntrack",
+    kind: "fast",
+    fields: [
+      f("proto", "u8"), f("origSrc", "str"), f("origDst", "str"), f("origSport", "u16"), f("origDport", "u16"),
+      f("replySrc", "str"), f("replyDst", "str"), f("replySport", "u16"), f("replyDport", "u16"),
+      f("icmpType", "u8"), f("icmpCode", "u8"), f("icmpId", "u16"),
+      f("state", "str"), f("status", "u32"), f("mark", "u32"), f("labels", "str"), f("timeoutSec", "u32"),
+      f("zone", "u16", true),
+    ],
+    key: (r) => `${r.proto}|${r.origSrc}|${r.origSport}|${r.origDst}|${r.origDport}|${r.icmpType}|${r.icmpCode}|${r.icmpId}`,
+  },
+  counters: {
+    name: "counters",
+    kind: "fast",
+    fields: [f("ifaceId", "str"), f("rxPackets", "f64"), f("rxBytes", "f64"), f("txPackets", "f64"), f("txBytes", "f64")],
+    key: (r) => r.ifaceId,
+  },
+};
+
+/** Table names in their canonical order (slow state first). */
+export const TABLE_NAMES: readonly TableName[] = [
+  "ports", "acls", "qos", "mirrors", "monitoring", "fdb", "neighbours", "conntrack", "counters",
+];
+
+export function isTableName(name: string): name is TableName {
+  return Object.prototype.hasOwnProperty.call(TABLES, name);
+}
+
+/** The key function of a table, typed loosely for generic code. */
+export function keyOf(table: TableName, row: unknown): string {
+  return (TABLES[table].key as (r: unknown) => string)(row);
+}
