@@ -14,6 +14,7 @@ if (files.length > 0) {
   const bin = join(root, "node_modules", "@grpc", "proto-loader", "build", "bin", "proto-loader-gen-types.js");
   execFileSync(process.execPath, [
     bin, "--keepCase", "--longs=String", "--enums=String", "--defaults", "--oneofs", "--grpcLib=@grpc/grpc-js",
-    "--outDir", out, "-I", join(root, "proto"), ...files.map((f) => join("netmig", "v1", f)),
+    "--importFileExtension=.js", `--includeDirs=${join(root, "proto")}`, "--outDir", out,
+    ...files.map((f) => join("netmig", "v1", f)),
   ], { stdio: "inherit", cwd: root });
 }
