@@ -80,12 +80,13 @@ export interface Backend {
 
   /**
    * Reads a live VM: the full state when `sinceGen` is null, else what
-   * changed after `sinceGen` (rows upserted, keys deleted). Throws
-   * NotStagedError-free BadRequestError when `sinceGen` is older than the
-   * backend can answer (the caller then asks for a full snapshot).
-   * A full read starts dirty tracking for a migration (see `endTracking`).
+   * changed after `sinceGen` (rows upserted, keys deleted). Throws a
+   * BadRequestError when `sinceGen` is older than the backend can answer
+   * (the caller then asks for a full snapshot). A full read with `track`
+   * (default true) starts dirty tracking for a migration if it is not on
+   * already (see `endTracking`); exports read with `track = false`.
    */
-  read(vmId: string, sinceGen: number | null): Promise<ReadResult>;
+  read(vmId: string, sinceGen: number | null, track?: boolean): Promise<ReadResult>;
   /** Stops keeping deletions for deltas (migration over). */
   endTracking(vmId: string): Promise<void>;
   /** The source's conntrack zone per ifaceId of a live VM (for RemapContext). */
@@ -101,10 +102,11 @@ export interface Backend {
   setFrozen(vmId: string, frozen: boolean): Promise<void>;
 
   /**
-   * Destination: applies a full snapshot (`delta.baseGen === null`, replaces
-   * the area's content) or a delta to a staging area, creating it if needed,
-   * remapping host-local fields to this host's. Staged state must not steer
-   * traffic until `activate`.
+   * Destination: applies a chunk's upserts and deletes to a staging area,
+   * creating it if needed, remapping host-local fields to this host's. It is
+   * additive whatever `delta.baseGen` says: the agent empties an area with
+   * `discard` before a full snapshot. Staged state must not steer traffic
+   * until `activate`.
    */
   stage(vmId: string, stagingId: string, delta: StateDelta, remap: RemapContext): Promise<void>;
   /** Marks the staging area complete and persists it (survives a restart). */

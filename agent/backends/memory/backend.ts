@@ -1,0 +1,275 @@
+/**
+ * The `memory` backend: the embedded default. VM state lives in memory,
+ * persisted to a state directory (snapshot + journal per VM and per staging
+ * area) so a restart loses nothing. Host-local ids (port names, OpenFlow
+ * ports, ct zones) are allocated per host and remapped on staging.
+ *
+ *   <stateDir>/vms/<vmId>.{snap,journal}               live VMs
+ *   <stateDir>/staged/<vmId>~<stagingId>.{snap,journal} staging areas
+ *   <stateDir>/local-ids.json                           host-local ids
+ *
+ * Unsealed staging areas are dropped on restart: the migration they belonged
+ * to will be aborted or restarted with a full snapshot.
+ */
+import { join } from "node:path";
+import { BadRequestError, UnknownVmError, VmMigratingError } from "../../../protocol/errors.js";
+import type { StateDelta } from "../../../protocol/state/model.js";
+import type { TableName } from "../../../protocol/state/tables.js";
+import type { Backend, Change, ReadResult, RemapContext, StagedSummary, VmSummary } from "../backend.js";
+import { startChurn, type ChurnOptions } from "./churn.js";
+import { LocalIds } from "./local-ids.js";
+import { ensureDir, listSets, SetFile } from "./store.js";
+import { TableSet } from "./table-set.js";
+
+export interface MemoryBackendOptions {
+  /** Directory for persisted state; null = nothing persisted (benchmarks). */
+  stateDir: string | null;
+  /** First conntrack zone this host allocates. Default 1. */
+  firstZone?: number;
+  /** Churn every active VM at this rate (demos, benchmarks). Default off. */
+  churn?: ChurnOptions;
+  /** Called when churn hits an unexpected error. */
+  onChurnError?: (err: unknown) => void;
+}
+
+interface Live {
+  set: TableSet;
+  frozen: boolean;
+  file: SetFile | null;
+  stopChurn: (() => void) | null;
+}
+
+interface Staged {
+  vmId: string;
+  stagingId: string;
+  set: TableSet;
+  sealed: boolean;
+  file: SetFile | null;
+}
+
+type Row = Record<string, unknown>;
+
+export class MemoryBackend implements Backend {
+  readonly kind = "memory";
+  private readonly live = new Map<string, Live>();
+  private readonly stagedAreas = new Map<string, Staged>();
+  private readonly ids: LocalIds;
+  private readonly vmsDir: string | null;
+  private readonly stagedDir: string | null;
+  private closed = false;
+
+  constructor(private readonly opts: MemoryBackendOptions) {
+    this.vmsDir = opts.stateDir ? ensureDir(join(opts.stateDir, "vms")) : null;
+    this.stagedDir = opts.stateDir ? ensureDir(join(opts.stateDir, "staged")) : null;
+    this.ids = new LocalIds(opts.stateDir ? join(opts.stateDir, "local-ids.json") : null, opts.firstZone ?? 1);
+  }
+
+  async start(): Promise<void> {
+    if (this.vmsDir) {
+      for (const name of listSets(this.vmsDir)) {
+        const file = new SetFile(this.vmsDir, name);
+        const loaded = file.load();
+        if (!loaded) continue;
+        this.addLive(decodeURIComponent(name), loaded.set, loaded.meta.frozen, file);
+      }
+    }
+    if (this.stagedDir) {
+      for (const name of listSets(this.stagedDir)) {
+        const file = new SetFile(this.stagedDir, name);
+        const loaded = file.load();
+        const [vm, sid] = name.split("~").map(decodeURIComponent);
+        if (!loaded || !loaded.meta.sealed || !vm || !sid) {
+          file.remove();
+          continue;
+        }
+        this.stagedAreas.set(stageKey(vm, sid), { vmId: vm, stagingId: sid, set: loaded.set, sealed: true, file });
+      }
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    for (const l of this.live.values()) {
+      l.stopChurn?.();
+      l.file?.close();
+    }
+    for (const s of this.stagedAreas.values()) s.file?.close();
+  }
+
+  private addLive(vmId: string, set: TableSet, frozen: boolean, file: SetFile | null): Live {
+    const l: Live = { set, frozen, file, stopChurn: null };
+    this.live.set(vmId, l);
+    if (this.opts.churn) {
+      l.stopChurn = startChurn((c) => void this.writeSync(vmId, c, false), () => this.live.get(vmId)?.set, this.opts.churn, (e) => this.opts.onChurnError?.(e));
+    }
+    return l;
+  }
+
+  private getLive(vmId: string): Live {
+    const l = this.live.get(vmId);
+    if (!l) throw new UnknownVmError(`VM ${vmId} has no state on this host`, { vmId });
+    return l;
+  }
+
+  private summary(vmId: string, l: Live): VmSummary {
+    return { vmId, gen: l.set.gen, digest: l.set.digest.toString(), tables: l.set.digest.tables(), counts: l.set.counts(), frozen: l.frozen };
+  }
+
+  async listVms(): Promise<VmSummary[]> {
+    return Array.from(this.live, ([vmId, l]) => this.summary(vmId, l));
+  }
+
+  async describe(vmId: string): Promise<VmSummary | null> {
+    const l = this.live.get(vmId);
+    return l ? this.summary(vmId, l) : null;
+  }
+
+  async read(vmId: string, sinceGen: number | null, track = true): Promise<ReadResult> {
+    const l = this.getLive(vmId);
+    let delta: StateDelta;
+    if (sinceGen === null) {
+      if (track && !l.set.tracking) l.set.startTracking();
+      delta = { vmId, baseGen: null, gen: l.set.gen, upserts: l.set.full(), deletes: {} };
+    } else {
+      const c = l.set.since(sinceGen);
+      delta = { vmId, baseGen: sinceGen, gen: l.set.gen, upserts: c.upserts, deletes: c.deletes };
+    }
+    return { ...delta, digest: l.set.digest.toString(), tables: l.set.digest.tables() };
+  }
+
+  async endTracking(vmId: string): Promise<void> {
+    this.live.get(vmId)?.set.stopTracking();
+  }
+
+  async portZones(vmId: string): Promise<Record<string, number>> {
+    const out: Record<string, number> = {};
+    for (const p of this.getLive(vmId).set.rows("ports")) out[p.ifaceId as string] = p.ctZone as number;
+    return out;
+  }
+
+  /** Fills a port row's host-local fields with this host's ids. */
+  private localizePort(row: Row): Row {
+    const ids = this.ids.assign(row.ifaceId as string);
+    return row.name === ids.name && row.ofport === ids.ofport && row.ctZone === ids.ctZone ? row : { ...row, ...ids };
+  }
+
+  private writeSync(vmId: string, change: Change, create: boolean): number {
+    let l = this.live.get(vmId);
+    if (!l) {
+      if (!create) throw new UnknownVmError(`VM ${vmId} has no state on this host`, { vmId });
+      if (this.stagedFor(vmId).length > 0) throw new BadRequestError(`VM ${vmId} is being received by a migration`, { vmId });
+      l = this.addLive(vmId, new TableSet(), false, this.vmsDir ? new SetFile(this.vmsDir, encodeURIComponent(vmId)) : null);
+      l.file?.snapshot(l.set, { frozen: false, sealed: false });
+    }
+    if (l.frozen) throw new VmMigratingError(`VM ${vmId} is migrating: its network state is frozen and cannot be changed`, { vmId });
+    const gen = l.set.apply(change, (t, row) => (t === "ports" ? this.localizePort(row) : row));
+    l.file?.append(l.set, change, { frozen: l.frozen, sealed: false });
+    return gen;
+  }
+
+  async write(vmId: string, change: Change, create: boolean): Promise<number> {
+    return this.writeSync(vmId, change, create);
+  }
+
+  async setFrozen(vmId: string, frozen: boolean): Promise<void> {
+    const l = this.getLive(vmId);
+    if (l.frozen === frozen) return;
+    l.frozen = frozen;
+    l.file?.append(l.set, null, { frozen, sealed: false }, { frozen });
+  }
+
+  private stagedFor(vmId: string): Staged[] {
+    return Array.from(this.stagedAreas.values()).filter((s) => s.vmId === vmId);
+  }
+
+  async stage(vmId: string, stagingId: string, delta: StateDelta, remap: RemapContext): Promise<void> {
+    if (this.live.has(vmId)) throw new BadRequestError(`VM ${vmId} is already live on this host`, { vmId });
+    const key = stageKey(vmId, stagingId);
+    let s = this.stagedAreas.get(key);
+    if (!s) {
+      s = { vmId, stagingId, set: new TableSet(), sealed: false, file: this.stagedDir ? new SetFile(this.stagedDir, `${encodeURIComponent(vmId)}~${encodeURIComponent(stagingId)}`) : null };
+      s.file?.snapshot(s.set, { frozen: false, sealed: false });
+      this.stagedAreas.set(key, s);
+    }
+    // Remap host-local ids now, so activation only flips a switch.
+    const zoneToIface = new Map<number, string>();
+    for (const [iface, z] of Object.entries(remap.srcPortZones)) zoneToIface.set(z, iface);
+    const change: Change = { upserts: delta.upserts, deletes: delta.deletes };
+    s.set.apply(change, (t, row) => {
+      if (t === "ports") return this.localizePort(row);
+      if (t === "conntrack") {
+        const iface = zoneToIface.get(row.zone as number);
+        if (iface !== undefined) {
+          const zone = this.ids.assign(iface).ctZone;
+          if (zone !== row.zone) return { ...row, zone };
+        }
+      }
+      return row;
+    });
+    s.sealed = false;
+    s.file?.append(s.set, change, { frozen: false, sealed: false });
+  }
+
+  async seal(vmId: string, stagingId: string): Promise<void> {
+    const s = this.stagedAreas.get(stageKey(vmId, stagingId));
+    if (!s) throw new BadRequestError(`nothing is staged for VM ${vmId} under ${stagingId}`, { vmId });
+    s.sealed = true;
+    s.file?.append(s.set, null, { frozen: false, sealed: true }, { sealed: true });
+  }
+
+  private stagedSummary(s: Staged): StagedSummary {
+    return { vmId: s.vmId, stagingId: s.stagingId, gen: s.set.gen, digest: s.set.digest.toString(), tables: s.set.digest.tables(), counts: s.set.counts(), sealed: s.sealed };
+  }
+
+  async staged(vmId: string, stagingId: string): Promise<StagedSummary | null> {
+    const s = this.stagedAreas.get(stageKey(vmId, stagingId));
+    return s ? this.stagedSummary(s) : null;
+  }
+
+  async listStaged(): Promise<StagedSummary[]> {
+    return Array.from(this.stagedAreas.values(), (s) => this.stagedSummary(s));
+  }
+
+  async activate(vmId: string, stagingId: string): Promise<VmSummary> {
+    const key = stageKey(vmId, stagingId);
+    const s = this.stagedAreas.get(key);
+    const existing = this.live.get(vmId);
+    if (!s) {
+      if (existing) return this.summary(vmId, existing); // already activated
+      throw new BadRequestError(`nothing is staged for VM ${vmId} under ${stagingId}`, { vmId });
+    }
+    if (existing) throw new BadRequestError(`VM ${vmId} is already live on this host`, { vmId });
+    this.stagedAreas.delete(key);
+    const file = s.file && this.vmsDir ? s.file.renameTo(this.vmsDir, encodeURIComponent(vmId)) : null;
+    const l = this.addLive(vmId, s.set, false, file);
+    return this.summary(vmId, l);
+  }
+
+  async discard(vmId: string, stagingId: string): Promise<void> {
+    const key = stageKey(vmId, stagingId);
+    const s = this.stagedAreas.get(key);
+    if (!s) return;
+    this.stagedAreas.delete(key);
+    s.file?.remove();
+    if (!this.live.has(vmId)) this.ids.release(Array.from(s.set.rows("ports"), (p) => p.ifaceId as string));
+  }
+
+  async remove(vmId: string): Promise<void> {
+    const l = this.live.get(vmId);
+    if (!l) return;
+    l.stopChurn?.();
+    this.live.delete(vmId);
+    l.file?.remove();
+    this.ids.release(Array.from(l.set.rows("ports"), (p) => p.ifaceId as string));
+  }
+
+  /** Direct access for tests and benchmarks: a live VM's rows of one table. */
+  rowsOf(vmId: string, table: TableName): Row[] {
+    return Array.from(this.getLive(vmId).set.rows(table));
+  }
+}
+
+function stageKey(vmId: string, stagingId: string): string {
+  return `${vmId}\u0000${stagingId}`;
+}

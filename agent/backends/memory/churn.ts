@@ -1,0 +1,101 @@
+/**
+ * A churn generator for demos and benchmarks: changes a share of a VM's live
+ * state every tick, the way a busy VM does — conntrack entries age, change
+ * state, close and open; MACs are relearned. Writes go through the backend's
+ * normal write path, so a frozen VM stops churning by itself.
+ */
+import type { ConntrackRow, FdbRow } from "../../../protocol/state/tables.js";
+import { keyOf } from "../../../protocol/state/tables.js";
+import { VmMigratingError } from "../../../protocol/errors.js";
+import type { Change } from "../backend.js";
+import type { TableSet } from "./table-set.js";
+
+export interface ChurnOptions {
+  /** Changed rows per second, per VM. */
+  rowsPerSec: number;
+  /** Tick interval, ms. Default 20. */
+  tickMs?: number;
+}
+
+const TCP_STATES = ["ESTABLISHED", "ESTABLISHED", "ESTABLISHED", "FIN_WAIT", "TIME_WAIT", "CLOSE_WAIT"];
+
+let serial = 0;
+
+/** Keys of a table, refreshed now and then, for O(1) random picks. */
+export class KeySample {
+  private keys: string[] = [];
+  private takenAt = 0;
+
+  pick(set: TableSet, table: "conntrack" | "fdb", n: number): Record<string, unknown>[] {
+    const now = Date.now();
+    if (now - this.takenAt > 2000 || this.keys.length === 0) {
+      this.keys = Array.from(set.maps.get(table)!.keys());
+      this.takenAt = now;
+    }
+    const out: Record<string, unknown>[] = [];
+    for (let i = 0; i < n * 2 && out.length < n && this.keys.length > 0; i++) {
+      const row = set.get(table, this.keys[Math.floor(Math.random() * this.keys.length)]!);
+      if (row) out.push(row);
+    }
+    return out;
+  }
+}
+
+/** Builds one tick's change for a VM: about `n` rows updated, replaced or relearned. */
+export function churnChange(set: TableSet, n: number, ctKeys: KeySample, fdbKeys: KeySample): Change {
+  const change: Change = { upserts: { conntrack: [] }, deletes: { conntrack: [] } };
+  const seen = new Set<string>();
+  for (const r of ctKeys.pick(set, "conntrack", n)) {
+    const row = r as unknown as ConntrackRow;
+    const key = keyOf("conntrack", row);
+    if (seen.has(key)) continue;
+    seen.add(key);
+    serial++;
+    if (serial % 4 === 0) {
+      // A connection closes and a new one opens.
+      const port = 1024 + (serial % 60000);
+      const next = { ...row, origSport: port, replyDport: row.replyDport === row.origSport ? port : row.replyDport, timeoutSec: 432000, state: row.proto === 6 ? "ESTABLISHED" : "" };
+      const nextKey = keyOf("conntrack", next);
+      if (seen.has(nextKey) || set.get("conntrack", nextKey)) continue;
+      seen.add(nextKey);
+      change.deletes.conntrack!.push(key);
+      change.upserts.conntrack!.push(next);
+    } else {
+      change.upserts.conntrack!.push({ ...row, timeoutSec: Math.max(1, row.timeoutSec - 1), state: row.proto === 6 ? TCP_STATES[serial % TCP_STATES.length]! : row.state });
+    }
+  }
+  const fdbN = Math.floor(n / 20);
+  if (fdbN > 0 && set.count("fdb") > 0) {
+    const rows = fdbKeys.pick(set, "fdb", fdbN) as unknown as FdbRow[];
+    const uniq = new Map(rows.map((r) => [keyOf("fdb", r), { ...r, ageSec: 0 }]));
+    change.upserts.fdb = Array.from(uniq.values());
+  }
+  return change;
+}
+
+/** Runs churn on a VM until stopped; write errors other than "migrating" are reported once. */
+export function startChurn(write: (change: Change) => void, set: () => TableSet | undefined, opts: ChurnOptions, onError: (e: unknown) => void): () => void {
+  const tickMs = opts.tickMs ?? 20;
+  let carry = 0;
+  let reported = false;
+  const ctKeys = new KeySample();
+  const fdbKeys = new KeySample();
+  const timer = setInterval(() => {
+    const s = set();
+    if (!s) return;
+    carry += (opts.rowsPerSec * tickMs) / 1000;
+    const n = Math.floor(carry);
+    if (n < 1) return;
+    carry -= n;
+    try {
+      write(churnChange(s, n, ctKeys, fdbKeys));
+    } catch (e) {
+      if (!(e instanceof VmMigratingError) && !reported) {
+        reported = true;
+        onError(e);
+      }
+    }
+  }, tickMs);
+  timer.unref();
+  return () => clearInterval(timer);
+}

@@ -1,0 +1,339 @@
+/**
+ * The agent: one per host. Answers the commands of protocol/agent-api.ts on
+ * its own NATS subjects, streams VM state to peer agents (the data path does
+ * not go through the coordinator), receives state into staging areas, fences
+ * every migration command by epoch, and publishes heartbeats.
+ *
+ * Commands for one VM run one at a time, in arrival order; commands for
+ * different VMs run concurrently. A bad message gets an error reply naming
+ * what was wrong, and the agent keeps serving.
+ */
+import type { Msg, NatsConnection, Subscription } from "nats";
+import {
+  AgentOp, AGENT_OPS, parseExportRequest, parsePrepareRequest, parseTransferRequest, parseWriteRequest,
+  type ActivateReply, type DescribeReply, type ExportReply, type FreezeReply, type InventoryReply, type TransferReply, type VmInfo, type WriteReply,
+} from "../protocol/agent-api.js";
+import { decodeBlock } from "../protocol/codec/columnar.js";
+import { decodeEnvelope, type Envelope } from "../protocol/codec/envelope.js";
+import { DEFAULT_MAX_MESSAGE_BYTES } from "../protocol/codec/packr.js";
+import { asNetmigError, BadRequestError, NotStagedError, UnknownVmError, VmExistsError, WrongPhaseError } from "../protocol/errors.js";
+import type { Logger } from "../protocol/log.js";
+import { encodeReply } from "../protocol/rpc.js";
+import { StateDigest } from "../protocol/state/digest.js";
+import { checkVmId } from "../protocol/state/document.js";
+import { isTableName } from "../protocol/state/tables.js";
+import { checkHostId, subjects } from "../protocol/subjects.js";
+import { CHUNK_KIND, SEAL_KIND } from "../protocol/transfer/chunks.js";
+import { RoundReceiver, type StageTarget } from "../protocol/transfer/receiver.js";
+import { sendRound } from "../protocol/transfer/sender.js";
+import type { Backend, Change } from "./backends/backend.js";
+import { EpochStore } from "./epochs.js";
+
+export interface AgentOptions {
+  hostId: string;
+  nc: NatsConnection;
+  backend: Backend;
+  /** Where the agent keeps its epochs; null = memory only (tests of fencing must not use null). */
+  stateDir: string | null;
+  logger: Logger;
+  /** Heartbeat interval, ms. Default 1000. */
+  heartbeatMs?: number;
+  /** Largest message accepted, bytes. Default 8 MiB. */
+  maxMessageBytes?: number;
+}
+
+/** Seqs of round r start at r * ROUND_SEQ_SPAN. */
+export const ROUND_SEQ_SPAN = 10_000_000;
+
+export class Agent {
+  readonly hostId: string;
+  private readonly nc: NatsConnection;
+  private readonly backend: Backend;
+  private readonly log: Logger;
+  private readonly epochs: EpochStore;
+  private readonly receivers = new Map<string, { vmId: string; receiver: RoundReceiver }>();
+  private readonly queues = new Map<string, Promise<unknown>>();
+  private sub: Subscription | null = null;
+  private hbTimer: NodeJS.Timeout | null = null;
+  private closing: Promise<void> | null = null;
+  private readonly startedAt = Date.now();
+
+  constructor(private readonly opts: AgentOptions) {
+    this.hostId = checkHostId(opts.hostId);
+    this.nc = opts.nc;
+    this.backend = opts.backend;
+    this.log = opts.logger;
+    this.epochs = new EpochStore(opts.stateDir);
+  }
+
+  async start(): Promise<void> {
+    await this.backend.start();
+    this.sub = this.nc.subscribe(subjects.agentAll(this.hostId), { callback: (err, msg) => (err ? this.log.error({ err }, "subscription error") : this.onMessage(msg)) });
+    const hb = this.opts.heartbeatMs ?? 1000;
+    this.hbTimer = setInterval(() => void this.heartbeat(), hb);
+    this.hbTimer.unref();
+    await this.heartbeat();
+    this.log.info({ hostId: this.hostId, backend: this.backend.kind }, "agent started");
+  }
+
+  /** Stops taking commands, finishes those in flight, closes the backend. Idempotent. */
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      if (this.hbTimer) clearInterval(this.hbTimer);
+      if (this.sub) await this.sub.drain().catch(() => undefined);
+      await Promise.allSettled(this.queues.values());
+      await this.backend.close();
+      this.log.info("agent stopped");
+    })();
+    return this.closing;
+  }
+
+  // ------------------------------------------------------------ dispatch
+
+  private onMessage(msg: Msg): void {
+    const op = msg.subject.slice(msg.subject.lastIndexOf(".") + 1);
+    let env: Envelope;
+    try {
+      if (!AGENT_OPS.has(op) && op !== "chunk") throw new BadRequestError(`unknown agent command "${op}"`);
+      env = decodeEnvelope(msg.data, this.opts.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES);
+      if (op !== AgentOp.inventory) checkVmId(env.vmId, "envelope vmId");
+    } catch (err) {
+      this.replyError(msg, err, op);
+      return;
+    }
+    const key = op === AgentOp.inventory ? "" : env.vmId;
+    const prev = this.queues.get(key) ?? Promise.resolve();
+    const run = prev.then(() => this.handle(op, env)).then(
+      (result) => msg.respond(encodeReply(true, result)),
+      (err) => this.replyError(msg, err, op, env),
+    );
+    this.queues.set(key, run);
+    void run.finally(() => {
+      if (this.queues.get(key) === run) this.queues.delete(key);
+    });
+  }
+
+  private replyError(msg: Msg, err: unknown, op: string, env?: Envelope): void {
+    const e = asNetmigError(err, { hostId: this.hostId, ...(env?.vmId ? { vmId: env.vmId } : {}), ...(env?.migrationId ? { migrationId: env.migrationId } : {}) });
+    if (!e.context.hostId) e.context.hostId = this.hostId;
+    this.log.warn({ op, code: e.code, vmId: env?.vmId, migrationId: env?.migrationId }, e.message);
+    if (msg.reply) msg.respond(encodeReply(false, e.toWire()));
+  }
+
+  private handle(op: string, env: Envelope): Promise<unknown> {
+    switch (op) {
+      case AgentOp.inventory: return this.inventory();
+      case AgentOp.describe: return this.describe(env.vmId);
+      case AgentOp.prepare: return this.prepare(env);
+      case "chunk": return this.chunk(env);
+      case AgentOp.transfer: return this.transfer(env);
+      case AgentOp.freeze: return this.freeze(env);
+      case AgentOp.thaw: return this.thaw(env);
+      case AgentOp.activate: return this.activate(env);
+      case AgentOp.release: return this.release(env);
+      case AgentOp.abort: return this.abort(env);
+      case AgentOp.export: return this.export(env);
+      case AgentOp.write: return this.write(env);
+      default: throw new BadRequestError(`unknown agent command "${op}"`);
+    }
+  }
+
+  private fence(env: Envelope, what: string): void {
+    this.epochs.check(env.vmId, env.epoch, what, this.hostId);
+  }
+
+  // ------------------------------------------------------------ inventory
+
+  async inventory(): Promise<InventoryReply> {
+    const vms: VmInfo[] = [];
+    const seen = new Set<string>();
+    for (const v of await this.backend.listVms()) {
+      seen.add(v.vmId);
+      const f = this.epochs.get(v.vmId);
+      const info: VmInfo = { vmId: v.vmId, status: v.frozen ? "frozen" : "active", epoch: f?.epoch ?? 0, gen: v.gen, digest: v.digest, counts: v.counts };
+      if (v.frozen && f?.frozenBy) info.migrationId = f.frozenBy;
+      vms.push(info);
+    }
+    for (const s of await this.backend.listStaged()) {
+      vms.push({ vmId: s.vmId, status: "staged", epoch: this.epochs.get(s.vmId)?.epoch ?? 0, gen: s.gen, digest: s.digest, counts: s.counts, migrationId: s.stagingId });
+    }
+    for (const [vmId, f] of this.epochs.all()) {
+      if (!seen.has(vmId) && f.releasedBy) vms.push({ vmId, status: "released", epoch: f.epoch, gen: 0, digest: "", counts: {}, migrationId: f.releasedBy });
+    }
+    return { hostId: this.hostId, backend: this.backend.kind, vms };
+  }
+
+  private async describe(vmId: string): Promise<DescribeReply> {
+    const v = await this.backend.describe(vmId);
+    const f = this.epochs.get(vmId);
+    if (!v) {
+      if (f?.releasedBy) return { vmId, status: "released", epoch: f.epoch, gen: 0, digest: "", counts: {}, tables: {}, migrationId: f.releasedBy };
+      throw new UnknownVmError(`VM ${vmId} has no state on host ${this.hostId}`, { vmId, hostId: this.hostId });
+    }
+    const out: DescribeReply = { vmId, status: v.frozen ? "frozen" : "active", epoch: f?.epoch ?? 0, gen: v.gen, digest: v.digest, counts: v.counts, tables: v.tables };
+    if (v.frozen && f?.frozenBy) out.migrationId = f.frozenBy;
+    return out;
+  }
+
+  private async heartbeat(): Promise<void> {
+    try {
+      const inv = await this.inventory();
+      const vms = inv.vms.map((v) => ({ vmId: v.vmId, status: v.status, epoch: v.epoch, ...(v.migrationId ? { migrationId: v.migrationId } : {}) }));
+      this.nc.publish(subjects.heartbeat(this.hostId), encodeReply(true, { hostId: this.hostId, backend: inv.backend, startedAt: this.startedAt, vms }));
+    } catch (err) {
+      this.log.warn({ err }, "heartbeat failed");
+    }
+  }
+
+  // ------------------------------------------------------------ destination side
+
+  private async prepare(env: Envelope): Promise<{ ok: true }> {
+    const req = parsePrepareRequest(env.body);
+    checkHostId(req.srcHostId, "prepare request.srcHostId");
+    this.fence(env, "prepare");
+    if (await this.backend.describe(env.vmId)) throw new VmExistsError(`VM ${env.vmId} is already live on host ${this.hostId}`, { vmId: env.vmId, hostId: this.hostId });
+    // One migration per VM: anything staged for this VM before is stale.
+    for (const s of await this.backend.listStaged()) if (s.vmId === env.vmId) await this.backend.discard(s.vmId, s.stagingId);
+    for (const [id, r] of this.receivers) if (r.vmId === env.vmId) this.receivers.delete(id);
+    this.receivers.set(env.migrationId, { vmId: env.vmId, receiver: new RoundReceiver(this.stageTarget(env.vmId, env.migrationId), env.vmId) });
+    this.epochs.update(env.vmId, { releasedBy: undefined });
+    return { ok: true };
+  }
+
+  private stageTarget(vmId: string, stagingId: string): StageTarget {
+    const b = this.backend;
+    return {
+      reset: () => b.discard(vmId, stagingId),
+      apply: (delta, zones) => b.stage(vmId, stagingId, delta, { srcPortZones: zones }),
+      digest: async () => {
+        const s = await b.staged(vmId, stagingId);
+        if (s) return { digest: s.digest, tables: s.tables };
+        // An empty VM stages nothing; its digest is that of no rows.
+        const d = new StateDigest();
+        return { digest: d.toString(), tables: d.tables() };
+      },
+      sealed: async () => {
+        if (!(await b.staged(vmId, stagingId))) await b.stage(vmId, stagingId, { vmId, baseGen: null, gen: 0, upserts: {}, deletes: {} }, { srcPortZones: {} });
+        await b.seal(vmId, stagingId);
+      },
+    };
+  }
+
+  private async chunk(env: Envelope): Promise<unknown> {
+    this.fence(env, env.kind);
+    const r = this.receivers.get(env.migrationId);
+    if (!r || r.vmId !== env.vmId) {
+      throw new NotStagedError(`host ${this.hostId} is not receiving migration ${env.migrationId} of VM ${env.vmId} (prepare first)`, { vmId: env.vmId, migrationId: env.migrationId });
+    }
+    if (env.kind === CHUNK_KIND) return r.receiver.onChunk(env.seq, env.body);
+    if (env.kind === SEAL_KIND) return r.receiver.onSeal(env.seq, env.body);
+    throw new BadRequestError(`unexpected message kind "${env.kind}" on the chunk subject`);
+  }
+
+  private async activate(env: Envelope): Promise<ActivateReply> {
+    this.fence(env, "activate");
+    const staged = await this.backend.staged(env.vmId, env.migrationId);
+    const live = await this.backend.describe(env.vmId);
+    if (!live && (!staged || !staged.sealed)) {
+      throw new NotStagedError(`VM ${env.vmId} has no sealed staged state for migration ${env.migrationId} on host ${this.hostId}`, { vmId: env.vmId, migrationId: env.migrationId, hostId: this.hostId });
+    }
+    const v = await this.backend.activate(env.vmId, env.migrationId);
+    this.receivers.delete(env.migrationId);
+    this.epochs.update(env.vmId, { releasedBy: undefined, frozenBy: undefined });
+    this.log.info({ vmId: env.vmId, migrationId: env.migrationId, epoch: env.epoch, digest: v.digest }, "VM activated");
+    return { digest: v.digest, gen: v.gen };
+  }
+
+  private async abort(env: Envelope): Promise<{ ok: true }> {
+    this.fence(env, "abort");
+    this.receivers.delete(env.migrationId);
+    await this.backend.discard(env.vmId, env.migrationId);
+    return { ok: true };
+  }
+
+  // ------------------------------------------------------------ source side
+
+  private async liveOrThrow(vmId: string) {
+    const v = await this.backend.describe(vmId);
+    if (!v) throw new UnknownVmError(`VM ${vmId} has no state on host ${this.hostId}`, { vmId, hostId: this.hostId });
+    return v;
+  }
+
+  private async transfer(env: Envelope): Promise<TransferReply> {
+    const req = parseTransferRequest(env.body);
+    checkHostId(req.dstHostId, "transfer request.dstHostId");
+    this.fence(env, "transfer");
+    const v = await this.liveOrThrow(env.vmId);
+    if (req.final && !v.frozen) throw new WrongPhaseError(`the final transfer of VM ${env.vmId} needs it frozen first`, { vmId: env.vmId, migrationId: env.migrationId });
+    const read = await this.backend.read(env.vmId, req.sinceGen);
+    const zones = await this.backend.portZones(env.vmId);
+    const sent = await sendRound(this.nc, read, {
+      subject: subjects.agentChunk(req.dstHostId), migrationId: env.migrationId, vmId: env.vmId, epoch: env.epoch,
+      round: req.round, seqBase: req.round * ROUND_SEQ_SPAN, final: req.final, digest: read.digest, tables: read.tables, zones,
+      ...(req.maxChunkBytes ? { maxChunkBytes: req.maxChunkBytes } : {}), ...(req.window ? { window: req.window } : {}), ...(req.timeoutMs ? { timeoutMs: req.timeoutMs } : {}),
+    });
+    return { baseGen: read.baseGen, gen: read.gen, rows: sent.rows, bytes: sent.bytes, chunks: sent.chunks, durationMs: sent.durationMs, digest: read.digest };
+  }
+
+  private async freeze(env: Envelope): Promise<FreezeReply> {
+    this.fence(env, "freeze");
+    await this.liveOrThrow(env.vmId);
+    const frozenAtMs = Date.now();
+    await this.backend.setFrozen(env.vmId, true);
+    this.epochs.update(env.vmId, { frozenBy: env.migrationId });
+    const v = await this.liveOrThrow(env.vmId);
+    return { gen: v.gen, digest: v.digest, frozenAtMs };
+  }
+
+  private async thaw(env: Envelope): Promise<{ ok: true }> {
+    this.fence(env, "thaw");
+    const v = await this.backend.describe(env.vmId);
+    if (v) {
+      await this.backend.setFrozen(env.vmId, false);
+      await this.backend.endTracking(env.vmId);
+    }
+    this.epochs.update(env.vmId, { frozenBy: undefined });
+    return { ok: true };
+  }
+
+  private async release(env: Envelope): Promise<{ ok: true }> {
+    this.fence(env, "release");
+    await this.backend.remove(env.vmId);
+    this.epochs.update(env.vmId, { frozenBy: undefined, releasedBy: env.migrationId });
+    this.log.info({ vmId: env.vmId, migrationId: env.migrationId, epoch: env.epoch }, "VM released (tombstone kept)");
+    return { ok: true };
+  }
+
+  private async export(env: Envelope): Promise<ExportReply> {
+    const req = parseExportRequest(env.body);
+    if (!req.sink.startsWith("_INBOX.") && !req.sink.startsWith("netmig.v1.")) throw new BadRequestError("export request.sink must be an inbox or a netmig subject");
+    await this.liveOrThrow(env.vmId);
+    const read = await this.backend.read(env.vmId, null, false);
+    const zones = await this.backend.portZones(env.vmId);
+    const sent = await sendRound(this.nc, read, {
+      subject: req.sink, migrationId: env.migrationId, vmId: env.vmId, epoch: env.epoch, round: 0, seqBase: 0, final: true,
+      digest: read.digest, tables: read.tables, zones, ...(req.maxChunkBytes ? { maxChunkBytes: req.maxChunkBytes } : {}),
+    });
+    return { baseGen: null, gen: read.gen, rows: sent.rows, bytes: sent.bytes, chunks: sent.chunks, durationMs: sent.durationMs, digest: read.digest };
+  }
+
+  private async write(env: Envelope): Promise<WriteReply> {
+    const req = parseWriteRequest(env.body);
+    const change: Change = { upserts: {}, deletes: {} };
+    req.upserts.forEach((raw, i) => {
+      const { table, rows } = decodeBlock(raw, `write request.upserts[${i}]`);
+      (change.upserts as Record<string, unknown[]>)[table] = rows;
+    });
+    for (const [t, keys] of Object.entries(req.deletes)) {
+      if (!isTableName(t)) throw new BadRequestError(`write request.deletes has unknown table "${t}"`);
+      change.deletes[t] = keys;
+    }
+    if (req.create && this.epochs.get(env.vmId)?.releasedBy) {
+      throw new VmExistsError(`VM ${env.vmId} moved away from host ${this.hostId}; import it on its owner instead`, { vmId: env.vmId, hostId: this.hostId });
+    }
+    if (req.create) this.fence(env, "import");
+    const gen = await this.backend.write(env.vmId, change, req.create ?? false);
+    const v = await this.liveOrThrow(env.vmId);
+    return { gen, digest: v.digest };
+  }
+}

@@ -1,0 +1,89 @@
+/**
+ * The messages of the state data path. A round (a full snapshot or a delta)
+ * is a sequence of `chunk` messages followed by one `seal`:
+ *
+ *   chunk  { round, baseGen, gen, blocks: ColumnBlock[], deletes, zones }
+ *   seal   { round, baseGen, gen, chunks, digest, tables, final }
+ *
+ * Each is a NATS request answered with an ack, so the sender knows what
+ * arrived. A chunk is idempotent by (migrationId, seq): the receiver skips a
+ * seq it has applied. The seal carries the sender's digest at `gen`; the
+ * receiver checks its own digest against it and answers with it.
+ */
+import { BadRequestError } from "../errors.js";
+import { asObject, optUint } from "../agent-api.js";
+import { decodeBlock } from "../codec/columnar.js";
+import type { StateDelta, Tables } from "../state/model.js";
+import { isTableName, type TableName } from "../state/tables.js";
+
+export const CHUNK_KIND = "chunk";
+export const SEAL_KIND = "seal";
+
+export interface ChunkBody {
+  round: number;
+  baseGen: number | null;
+  gen: number;
+  blocks: unknown[];
+  deletes: Partial<Record<TableName, string[]>>;
+  /** The sender's conntrack zone per ifaceId (for remapping). */
+  zones: Record<string, number>;
+}
+
+export interface SealBody {
+  round: number;
+  baseGen: number | null;
+  gen: number;
+  chunks: number;
+  digest: string;
+  tables: Record<string, string>;
+  final: boolean;
+}
+
+export interface SealReply {
+  digest: string;
+  tables: Record<string, string>;
+}
+
+function parseGen(o: Record<string, unknown>, what: string): { baseGen: number | null; gen: number; round: number } {
+  const baseGen = o.baseGen === null || o.baseGen === undefined ? null : optUint(o, "baseGen", what)!;
+  const gen = optUint(o, "gen", what);
+  if (gen === undefined) throw new BadRequestError(`${what}.gen is required`);
+  return { baseGen, gen, round: optUint(o, "round", what, 1_000_000) ?? 0 };
+}
+
+/** Validates a chunk body and decodes its blocks into a delta. */
+export function parseChunk(body: unknown, vmId: string): { chunk: Omit<ChunkBody, "blocks">; delta: StateDelta } {
+  const o = asObject(body, "chunk");
+  const g = parseGen(o, "chunk");
+  if (!Array.isArray(o.blocks)) throw new BadRequestError("chunk.blocks must be an array");
+  const upserts: Partial<Tables> = {};
+  o.blocks.forEach((raw, i) => {
+    const { table, rows } = decodeBlock(raw, `chunk.blocks[${i}]`);
+    const list = (upserts[table] ?? []) as unknown[];
+    for (const r of rows) list.push(r);
+    (upserts as Record<string, unknown[]>)[table] = list;
+  });
+  const deletes: Partial<Record<TableName, string[]>> = {};
+  const rawDeletes = asObject(o.deletes ?? {}, "chunk.deletes");
+  for (const [t, keys] of Object.entries(rawDeletes)) {
+    if (!isTableName(t)) throw new BadRequestError(`chunk.deletes has unknown table "${t}"`);
+    if (!Array.isArray(keys) || !keys.every((k) => typeof k === "string" && k.length <= 1024)) throw new BadRequestError(`chunk.deletes.${t} must be an array of keys`);
+    deletes[t] = keys as string[];
+  }
+  const zones: Record<string, number> = {};
+  for (const [ifaceId, z] of Object.entries(asObject(o.zones ?? {}, "chunk.zones"))) {
+    if (typeof z !== "number" || !Number.isInteger(z) || z < 0 || z > 0xffff) throw new BadRequestError(`chunk.zones.${ifaceId} must be a zone number`);
+    zones[ifaceId] = z;
+  }
+  return { chunk: { ...g, deletes, zones }, delta: { vmId, baseGen: g.baseGen, gen: g.gen, upserts, deletes } };
+}
+
+export function parseSeal(body: unknown): SealBody {
+  const o = asObject(body, "seal");
+  const g = parseGen(o, "seal");
+  const chunks = optUint(o, "chunks", "seal");
+  if (chunks === undefined) throw new BadRequestError("seal.chunks is required");
+  if (typeof o.digest !== "string") throw new BadRequestError("seal.digest must be a string");
+  const tables = asObject(o.tables ?? {}, "seal.tables") as Record<string, string>;
+  return { ...g, chunks, digest: o.digest, tables, final: o.final === true };
+}

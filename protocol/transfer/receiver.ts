@@ -1,0 +1,84 @@
+/**
+ * Receives rounds of chunks into a staging target and checks each round's
+ * seal against the target's own digest. One receiver per migration.
+ *
+ * Rules: a round starting with `baseGen === null` (a full snapshot) resets
+ * the target; a delta round must start from the generation the last sealed
+ * round ended at. Chunks already applied (same seq) are acknowledged and
+ * skipped; chunks of an older round are acknowledged and ignored.
+ */
+import { BadRequestError, DigestMismatchError } from "../errors.js";
+import type { StateDelta } from "../state/model.js";
+import { digestDiff } from "../state/digest.js";
+import { parseChunk, parseSeal, type SealReply } from "./chunks.js";
+
+export interface StageTarget {
+  /** Drops everything received so far (a full snapshot follows). */
+  reset(): Promise<void>;
+  /** Applies upserts and deletes; `zones` is the sender's zone per ifaceId. */
+  apply(delta: StateDelta, zones: Record<string, number>): Promise<void>;
+  /** The target's digest now. */
+  digest(): Promise<SealReply>;
+  /** Called after the final round's seal checked out. */
+  sealed(): Promise<void>;
+}
+
+export class RoundReceiver {
+  private round = -1;
+  /** Generation at the end of the last sealed round (null before the first). */
+  private sealedGen: number | null = null;
+  private seen = new Set<number>();
+  private chunksThisRound = 0;
+  private lastSeal: { seq: number; reply: SealReply } | null = null;
+  /** Rows applied across all rounds. */
+  rows = 0;
+  finalSealed = false;
+
+  constructor(private readonly target: StageTarget, private readonly vmId: string) {}
+
+  private async beginRound(round: number, baseGen: number | null): Promise<void> {
+    if (baseGen === null) {
+      await this.target.reset();
+    } else if (baseGen !== this.sealedGen) {
+      throw new BadRequestError(`round ${round} is a delta from generation ${baseGen}, but the last sealed round ended at ${this.sealedGen ?? "nothing"}: a full snapshot is needed`, { vmId: this.vmId });
+    }
+    this.round = round;
+    this.seen.clear();
+    this.chunksThisRound = 0;
+    this.finalSealed = false;
+  }
+
+  async onChunk(seq: number, body: unknown): Promise<{ seq: number; applied: boolean }> {
+    const { chunk, delta } = parseChunk(body, this.vmId);
+    if (chunk.round < this.round) return { seq, applied: false };
+    if (chunk.round > this.round) await this.beginRound(chunk.round, chunk.baseGen);
+    if (this.seen.has(seq)) return { seq, applied: false };
+    await this.target.apply(delta, chunk.zones);
+    this.seen.add(seq);
+    this.chunksThisRound++;
+    for (const list of Object.values(delta.upserts)) this.rows += list?.length ?? 0;
+    for (const list of Object.values(delta.deletes)) this.rows += list?.length ?? 0;
+    return { seq, applied: true };
+  }
+
+  async onSeal(seq: number, body: unknown): Promise<SealReply> {
+    if (this.lastSeal?.seq === seq) return this.lastSeal.reply;
+    const seal = parseSeal(body);
+    if (seal.round < this.round) throw new BadRequestError(`seal of round ${seal.round} arrived after round ${this.round} began`, { vmId: this.vmId });
+    if (seal.round > this.round) await this.beginRound(seal.round, seal.baseGen);
+    if (seal.chunks !== this.chunksThisRound) {
+      throw new BadRequestError(`round ${seal.round} was sealed after ${seal.chunks} chunks but ${this.chunksThisRound} arrived`, { vmId: this.vmId });
+    }
+    const mine = await this.target.digest();
+    if (mine.digest !== seal.digest) {
+      throw new DigestMismatchError(`staged state differs from the source at generation ${seal.gen}: ${digestDiff(seal.tables, mine.tables).join(", ") || "digest differs"}`, { vmId: this.vmId });
+    }
+    this.sealedGen = seal.gen;
+    if (seal.final) {
+      await this.target.sealed();
+      this.finalSealed = true;
+    }
+    this.lastSeal = { seq, reply: mine };
+    return mine;
+  }
+}
