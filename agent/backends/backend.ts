@@ -16,7 +16,8 @@
  * Backends keep an incremental StateDigest per VM and per staging area so a
  * digest never has to be computed in the freeze window.
  */
-import type { StateDelta, Tables } from "../../protocol/state/model.js";
+import type { StateDelta } from "../../protocol/state/model.js";
+import type { Change } from "../../protocol/state/table-set.js";
 import type { TableName } from "../../protocol/state/tables.js";
 
 /** A snapshot or delta read from a live VM, with the digest at that point. */
@@ -59,10 +60,7 @@ export interface RemapContext {
 }
 
 /** Changes to apply: full rows to insert or replace, keys to delete. */
-export interface Change {
-  upserts: Partial<Tables>;
-  deletes: Partial<Record<TableName, string[]>>;
-}
+export type { Change };
 
 export interface Backend {
   /** "memory", "ovs", "conntrack", ... */

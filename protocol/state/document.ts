@@ -25,12 +25,12 @@ export function toDocument(state: VmState): StateDocument {
   return { schemaVersion: state.schemaVersion, vmId: state.vmId, digest: StateDigest.of(state.tables).toString(), tables: state.tables };
 }
 
-const VM_ID = /^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$/;
+const VM_ID = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
 
 /** Checks a VM id (domain UUID or name); throws a BadRequestError naming the problem. */
 export function checkVmId(vmId: unknown, where = "vmId"): string {
   if (typeof vmId !== "string" || !VM_ID.test(vmId)) {
-    throw new BadRequestError(`${where} must be 1-128 characters of letters, digits, '_', '.', ':' or '-' (got ${JSON.stringify(vmId)?.slice(0, 80)})`);
+    throw new BadRequestError(`${where} must be 1-128 characters of letters, digits, '_', '.' or '-' (got ${JSON.stringify(vmId)?.slice(0, 80)})`);
   }
   return vmId;
 }

@@ -19,7 +19,7 @@ import type { Backend, Change, ReadResult, RemapContext, StagedSummary, VmSummar
 import { startChurn, type ChurnOptions } from "./churn.js";
 import { LocalIds } from "./local-ids.js";
 import { ensureDir, listSets, SetFile } from "./store.js";
-import { TableSet } from "./table-set.js";
+import { TableSet } from "../../../protocol/state/table-set.js";
 
 export interface MemoryBackendOptions {
   /** Directory for persisted state; null = nothing persisted (benchmarks). */

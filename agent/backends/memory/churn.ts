@@ -8,7 +8,7 @@ import type { ConntrackRow, FdbRow } from "../../../protocol/state/tables.js";
 import { keyOf } from "../../../protocol/state/tables.js";
 import { VmMigratingError } from "../../../protocol/errors.js";
 import type { Change } from "../backend.js";
-import type { TableSet } from "./table-set.js";
+import type { TableSet } from "../../../protocol/state/table-set.js";
 
 export interface ChurnOptions {
   /** Changed rows per second, per VM. */

@@ -17,7 +17,7 @@ import { decodeBlock, encodeBlock } from "../../../protocol/codec/columnar.js";
 import { pack, unpack } from "../../../protocol/codec/packr.js";
 import { TABLE_NAMES, type TableName } from "../../../protocol/state/tables.js";
 import type { Change } from "../backend.js";
-import { TableSet } from "./table-set.js";
+import { TableSet } from "../../../protocol/state/table-set.js";
 
 export interface SetMeta {
   frozen: boolean;

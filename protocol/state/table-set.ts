@@ -6,11 +6,13 @@
  * Rows are treated as immutable: a change replaces the row object, so rows
  * handed out by `full()`/`since()` may be encoded without copying.
  */
-import { BadRequestError } from "../../../protocol/errors.js";
-import { StateDigest } from "../../../protocol/state/digest.js";
-import { emptyTables, type Tables } from "../../../protocol/state/model.js";
-import { keyOf, TABLE_NAMES, type TableName } from "../../../protocol/state/tables.js";
-import type { Change } from "../backend.js";
+import { BadRequestError } from "../errors.js";
+import { StateDigest } from "./digest.js";
+import { emptyTables, type StateDelta, type Tables } from "./model.js";
+import { keyOf, TABLE_NAMES, type TableName } from "./tables.js";
+
+/** Rows to insert or replace, keys to delete. */
+export type Change = Pick<StateDelta, "upserts" | "deletes">;
 
 type Row = Record<string, unknown>;
 

@@ -1,0 +1,321 @@
+/**
+ * Drives one migration through its phases (see phases.ts), recording every
+ * phase change in KV with compare-and-set, and applies the recovery table
+ * when it takes over a migration another coordinator (or an earlier run of
+ * this one) left unfinished.
+ *
+ * Failure rule: before COMMITTED any failure aborts (the destination drops
+ * what it staged, the source thaws); after COMMITTED every step is retried
+ * until it succeeds or the migration's deadline passes (it is then left for
+ * the next sweep, never undone).
+ */
+import {
+  ConflictError, ErrorCode, FreezeBudgetExceededError, NetmigError, NotStagedError, asNetmigError, TimeoutError,
+} from "../protocol/errors.js";
+import type { Logger } from "../protocol/log.js";
+import type { AgentClient, Target } from "./agent-client.js";
+import type { Journal, Versioned } from "./journal.js";
+import { isCommitted, isTerminal, Phase, recoveryFor } from "./phases.js";
+import type { MigrationRecord, Progress } from "./record.js";
+
+export interface DriverDeps {
+  journal: Journal;
+  agents: AgentClient;
+  log: Logger;
+  coordinatorId: string;
+  /** How long a driver's claim on a migration lasts without renewal, ms. */
+  leaseMs: number;
+  /** Called after every recorded change and progress step. */
+  publish: (r: MigrationRecord, message: string) => void;
+}
+
+/** Thrown inside the driver when the record was taken by someone else. */
+class LostLease extends Error {}
+
+/** Thrown inside the driver when an abort was requested before commit. */
+class AbortRequested extends Error {}
+
+/** Pause between delta rounds while a phased migration waits for Switchover, ms. */
+const SYNC_INTERVAL_MS = 100;
+
+export class MigrationDriver {
+  private rec: Versioned<MigrationRecord>;
+  private abortReason: string | null = null;
+  private wakeUp: (() => void) | null = null;
+  private saving: Promise<unknown> = Promise.resolve();
+  private readonly startedAt = performance.now();
+  /** Resolves when the driver stops (terminal phase, lost lease, or left for a sweep). */
+  readonly done: Promise<MigrationRecord>;
+
+  constructor(private readonly deps: DriverDeps, rec: Versioned<MigrationRecord>, recovering: boolean) {
+    this.rec = rec;
+    this.done = (recovering ? this.recover() : this.runFresh()).then(
+      () => this.rec.value,
+      (err) => {
+        if (!(err instanceof LostLease)) this.deps.log.error({ err, migrationId: this.id }, "migration driver stopped on an unexpected error");
+        return this.rec.value;
+      },
+    );
+  }
+
+  get id(): string {
+    return this.rec.value.id;
+  }
+  get record(): MigrationRecord {
+    return this.rec.value;
+  }
+
+  // ------------------------------------------------------------ triggers
+
+  requestSwitchover(): void {
+    this.rec.value.switchoverRequested = true;
+    this.wakeUp?.();
+  }
+  requestComplete(): void {
+    this.rec.value.completeRequested = true;
+    this.wakeUp?.();
+  }
+  /** Asks for an abort; honoured only before COMMITTED. */
+  requestAbort(reason: string): void {
+    if (isCommitted(this.rec.value.phase)) return;
+    this.abortReason ??= reason;
+    this.wakeUp?.();
+  }
+
+  // ------------------------------------------------------------ recording
+
+  /** Records a change with compare-and-set; saves are serialized. */
+  private save(patch: Partial<MigrationRecord>, note?: string): Promise<void> {
+    const run = this.saving.then(async () => {
+      const now = Date.now();
+      const next: MigrationRecord = { ...this.rec.value, ...patch, updatedAtMs: now, leaseUntil: now + this.deps.leaseMs, driver: this.deps.coordinatorId };
+      if (patch.phase && patch.phase !== this.rec.value.phase) next.history = [...next.history, { phase: patch.phase, atMs: now, ...(note ? { note } : {}) }];
+      try {
+        this.rec = await this.deps.journal.updateMigration(next, this.rec.revision);
+      } catch (err) {
+        if (err instanceof ConflictError) {
+          this.deps.log.warn({ migrationId: this.id }, "migration record changed under this coordinator; it stops driving it");
+          throw new LostLease();
+        }
+        throw err;
+      }
+      this.deps.publish(this.rec.value, note ?? patch.phase ?? "progress");
+    });
+    this.saving = run.catch(() => undefined);
+    return run;
+  }
+
+  private progress(p: Partial<Progress>): Progress {
+    return { ...this.rec.value.progress, ...p, totalMs: performance.now() - this.startedAt };
+  }
+
+  private target(host: "src" | "dst", epoch = this.rec.value.epoch): Target {
+    const r = this.rec.value;
+    return { hostId: host === "src" ? r.src : r.dst, vmId: r.vmId, migrationId: r.id, epoch };
+  }
+
+  private checkAbort(): void {
+    if (this.abortReason !== null) throw new AbortRequested(this.abortReason);
+    if (performance.now() - this.startedAt > this.rec.value.options.timeoutMs) {
+      throw new TimeoutError(`migration did not reach commit within ${this.rec.value.options.timeoutMs} ms`, { migrationId: this.id });
+    }
+  }
+
+  // ------------------------------------------------------------ the main line
+
+  private async runFresh(): Promise<void> {
+    const r = () => this.rec.value;
+    try {
+      this.checkAbort();
+      await this.deps.agents.prepare(this.target("dst"), r().src);
+      await this.save({ phase: Phase.Precopy }, `destination ${r().dst} prepared`);
+      if (!r().options.stopAndCopy) await this.precopy();
+      if (r().mode === "phased") await this.syncUntil(() => r().switchoverRequested || r().completeRequested);
+      await this.switchover();
+    } catch (err) {
+      if (err instanceof LostLease) throw err;
+      if (isCommitted(r().phase)) return this.rollForward(err);
+      return this.abort(err);
+    }
+    await this.rollForward(null);
+  }
+
+  /** One pre-copy round: full when `sinceGen` is null. */
+  private async round(sinceGen: number | null, final: boolean, epoch = this.rec.value.epoch, timeoutMs?: number) {
+    const p = this.rec.value.progress;
+    const round = this.rec.value.nextRound;
+    this.rec.value = { ...this.rec.value, nextRound: round + 1 };
+    const res = await this.deps.agents.transfer(this.target("src", epoch), {
+      dstHostId: this.rec.value.dst, sinceGen, final, round, ...(timeoutMs !== undefined ? { timeoutMs } : {}),
+    });
+    const progress = this.progress({
+      round, rowsSent: p.rowsSent + res.rows, bytesSent: p.bytesSent + res.bytes, chunksSent: p.chunksSent + res.chunks + 1,
+      lastRoundRows: res.rows, srcDigest: res.digest,
+    });
+    this.rec.value = { ...this.rec.value, sealedGen: res.gen, progress };
+    return res;
+  }
+
+  private async precopy(): Promise<void> {
+    const o = this.rec.value.options;
+    let res = await this.round(null, false);
+    await this.save({}, `round 0: full copy, ${res.rows} rows, ${res.bytes} bytes`);
+    for (let i = 0; i < o.maxPrecopyRounds && res.rows > o.convergeRows; i++) {
+      this.checkAbort();
+      res = await this.round(this.rec.value.sealedGen, false);
+      await this.save({}, `round ${this.rec.value.progress.round}: ${res.rows} rows changed`);
+    }
+    this.rec.value.progress.precopyMs = performance.now() - this.startedAt;
+  }
+
+  /** Phased mode: keeps deltas flowing until `cond` holds, so the final delta stays small. */
+  private async syncUntil(cond: () => boolean): Promise<void> {
+    let lastSave = Date.now();
+    while (!cond()) {
+      this.checkAbort();
+      await this.sleep(SYNC_INTERVAL_MS);
+      if (cond() || this.abortReason !== null) continue;
+      if (this.rec.value.options.stopAndCopy) continue;
+      const res = await this.round(this.rec.value.sealedGen, false);
+      if (Date.now() - lastSave > 2000) {
+        lastSave = Date.now();
+        await this.save({}, `continuous sync: round ${this.rec.value.progress.round}, ${res.rows} rows`);
+      } else {
+        this.deps.publish(this.rec.value, `round ${this.rec.value.progress.round}: ${res.rows} rows changed`);
+      }
+    }
+    this.checkAbort();
+  }
+
+  private async switchover(): Promise<void> {
+    const r = () => this.rec.value;
+    const budget = r().options.freezeBudgetMs;
+    await this.save({ phase: Phase.Frozen }, "freezing the source");
+    const t0 = performance.now();
+    await this.deps.agents.freeze(this.target("src"));
+    const left = budget - (performance.now() - t0);
+    if (left <= 0) throw new FreezeBudgetExceededError(`freezing took longer than the ${budget} ms budget`, { migrationId: this.id, vmId: r().vmId });
+    let final;
+    try {
+      final = await this.round(r().options.stopAndCopy ? null : r().sealedGen, true, r().epoch, Math.max(1, Math.floor(left)));
+    } catch (err) {
+      if (asNetmigError(err).code === ErrorCode.Timeout) throw new FreezeBudgetExceededError(`the final transfer did not finish within the ${budget} ms freeze budget`, { migrationId: this.id, vmId: r().vmId }, { cause: err });
+      throw err;
+    }
+    const frozenMs = performance.now() - t0;
+    if (frozenMs > budget) throw new FreezeBudgetExceededError(`the final delta took ${frozenMs.toFixed(1)} ms, over the ${budget} ms freeze budget`, { migrationId: this.id, vmId: r().vmId });
+    this.checkAbort();
+    // TRANSFERRED is reported, and recorded with the commit: both leave the
+    // same thing to recover until the commit lands.
+    const transferredAt = Date.now();
+    this.deps.publish({ ...r(), phase: Phase.Transferred }, `final delta: ${final.rows} rows; digests match`);
+    const history = [...r().history, { phase: Phase.Transferred, atMs: transferredAt, note: `final delta ${final.rows} rows` }];
+    await this.save({ phase: Phase.Committed, history, progress: this.progress({ finalRows: final.rows }) }, `committed: owner ${r().dst}, epoch ${r().epoch + 1}`);
+    const act = await this.deps.agents.activate(this.target("dst", r().epoch + 1));
+    const freezeWindowMs = performance.now() - t0;
+    await this.save({ phase: Phase.Activated, progress: this.progress({ freezeWindowMs, dstDigest: act.digest }) }, `active on ${r().dst} after a ${freezeWindowMs.toFixed(1)} ms freeze window`);
+    if (act.digest !== r().progress.srcDigest) this.deps.log.error({ migrationId: this.id, src: r().progress.srcDigest, dst: act.digest }, "activated digest differs from the source's");
+    await this.setOwner(r().dst, r().epoch + 1, r().id);
+  }
+
+  private async setOwner(owner: string, epoch: number, migrationId: string | null): Promise<void> {
+    const vm = await this.deps.journal.getVm(this.rec.value.vmId);
+    if (!vm) throw new ConflictError(`VM ${this.rec.value.vmId} has no ownership record`, { vmId: this.rec.value.vmId });
+    if (vm.value.migrationId !== null && vm.value.migrationId !== this.id) return; // not ours to change
+    if (vm.value.owner === owner && vm.value.epoch === epoch && vm.value.migrationId === migrationId) return;
+    await this.deps.journal.putVm({ ...vm.value, owner, epoch, migrationId }, vm.revision);
+  }
+
+  // ------------------------------------------------------------ abort / roll forward
+
+  private async abort(cause: unknown): Promise<void> {
+    const r = () => this.rec.value;
+    const e = cause instanceof AbortRequested ? new NetmigError(ErrorCode.Conflict, `aborted: ${cause.message}`) : asNetmigError(cause, { migrationId: this.id });
+    const error = r().error ?? { code: cause instanceof AbortRequested ? "ABORTED" : e.code, message: e.message };
+    this.deps.log.warn({ migrationId: this.id, vmId: r().vmId, code: error.code }, `aborting migration: ${error.message}`);
+    if (r().phase !== Phase.Aborting) await this.save({ phase: Phase.Aborting, error }, error.message);
+    const notes: string[] = [];
+    // Destination first: it must never be left believing it may activate.
+    await this.deps.agents.abort(this.target("dst")).catch((err) => notes.push(`destination ${r().dst} not reached (${(err as Error).message}); it drops the staged state when it reports back`));
+    await this.deps.agents.thaw(this.target("src")).catch((err) => notes.push(`source ${r().src} not reached (${(err as Error).message}); it is thawed when it reports back`));
+    await this.setOwner(r().src, r().epoch, null).catch((err) => notes.push(`VM unlock failed: ${(err as Error).message}`));
+    await this.save({ phase: Phase.Aborted, progress: this.progress({}) }, notes.length ? notes.join("; ") : "aborted; the source holds the state");
+  }
+
+  private async rollForward(cause: unknown): Promise<void> {
+    const r = () => this.rec.value;
+    if (cause) this.deps.log.warn({ migrationId: this.id, err: cause }, "a step after commit failed; rolling forward");
+    const newEpoch = r().epoch + 1;
+    let delay = 200;
+    for (;;) {
+      try {
+        if (r().phase === Phase.Committed) {
+          let act;
+          try {
+            act = await this.deps.agents.activate(this.target("dst", newEpoch));
+          } catch (err) {
+            if (!(err instanceof NotStagedError) && asNetmigError(err).code !== ErrorCode.NotStaged) throw err;
+            // The destination lost its staged copy: the source still holds the frozen state.
+            await this.deps.agents.prepare(this.target("dst", newEpoch), r().src);
+            await this.round(null, true, newEpoch);
+            act = await this.deps.agents.activate(this.target("dst", newEpoch));
+          }
+          await this.save({ phase: Phase.Activated, progress: this.progress({ dstDigest: act.digest }) }, `active on ${r().dst} (rolled forward)`);
+        }
+        if (r().phase === Phase.Activated) {
+          await this.setOwner(r().dst, newEpoch, r().id);
+          if (r().mode === "phased" && !cause) await this.waitFor(() => r().completeRequested);
+          await this.deps.agents.release(this.target("src", newEpoch));
+          await this.save({ phase: Phase.Released }, `source ${r().src} released`);
+        }
+        if (r().phase === Phase.Released) {
+          await this.setOwner(r().dst, newEpoch, null);
+          await this.save({ phase: Phase.Done, progress: this.progress({}) }, "done");
+        }
+        return;
+      } catch (err) {
+        if (err instanceof LostLease) throw err;
+        if (performance.now() - this.startedAt > r().options.timeoutMs) {
+          await this.save({ error: { code: asNetmigError(err).code, message: `rolling forward: ${(err as Error).message}` } }, "left for the next recovery sweep").catch(() => undefined);
+          return;
+        }
+        this.deps.log.warn({ migrationId: this.id, err }, `roll forward step failed; retrying in ${delay} ms`);
+        await this.sleep(delay);
+        delay = Math.min(5000, delay * 2);
+      }
+    }
+  }
+
+  /** Takes over an unfinished migration and follows the recovery table. */
+  private async recover(): Promise<void> {
+    const action = recoveryFor(this.rec.value.phase);
+    this.deps.log.info({ migrationId: this.id, phase: this.rec.value.phase, action }, "recovering migration");
+    if (action === "abort") return this.abort(new NetmigError(ErrorCode.Internal, `coordinator restarted in phase ${this.rec.value.phase}, before commit`));
+    if (action === "roll-forward") return this.rollForward(new Error(`coordinator restarted in phase ${this.rec.value.phase}, after commit`));
+  }
+
+  // ------------------------------------------------------------ waiting
+
+  private sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const t = setTimeout(() => {
+        this.wakeUp = null;
+        resolve();
+      }, ms);
+      this.wakeUp = () => {
+        clearTimeout(t);
+        this.wakeUp = null;
+        resolve();
+      };
+    });
+  }
+
+  /** Waits for a trigger, renewing the lease; an abort request ends the wait before commit. */
+  private async waitFor(cond: () => boolean): Promise<void> {
+    while (!cond()) {
+      if (!isCommitted(this.rec.value.phase)) this.checkAbort();
+      await this.sleep(this.deps.leaseMs / 3);
+      if (!cond() && !isTerminal(this.rec.value.phase)) await this.save({}, undefined);
+    }
+  }
+}
