@@ -68,6 +68,11 @@ export class Journal {
     return { value, revision: e.revision };
   }
 
+  /** Removes a record that never took effect (a lost race for the VM lock). */
+  async deleteMigration(id: string): Promise<void> {
+    await this.migrations.purge(id);
+  }
+
   async migrationIds(): Promise<string[]> {
     const out: string[] = [];
     for await (const k of await this.migrations.keys()) out.push(k);
@@ -92,6 +97,11 @@ export class Journal {
     } catch (err) {
       throw new ConflictError(`the ownership record of VM ${r.vmId} changed concurrently`, { vmId: r.vmId }, { cause: err });
     }
+  }
+
+  /** Forgets a VM whose import failed. */
+  async deleteVm(vmId: string): Promise<void> {
+    await this.vms.purge(vmId);
   }
 
   async vmIds(): Promise<string[]> {

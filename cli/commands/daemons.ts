@@ -1,0 +1,46 @@
+/** `netmig agent` and `netmig coordinator`: run a daemon until a signal. */
+import { hostname } from "node:os";
+import { join } from "node:path";
+import { runAgent, runCoordinator } from "../daemons.js";
+import { int, optInt, optStr, str, type Flags } from "../args.js";
+import { onShutdown } from "../signals.js";
+
+export const agentFlags = {
+  "host-id": { type: "string" }, nats: { type: "string" }, backend: { type: "string" }, "state-dir": { type: "string" },
+  "heartbeat-ms": { type: "string" }, churn: { type: "string" }, "first-zone": { type: "string" },
+} as const;
+
+export async function agentCommand(flags: Flags): Promise<void> {
+  const hostId = str(flags, "host-id");
+  const backend = str(flags, "backend", "memory");
+  const stateDir = str(flags, "state-dir", join(process.cwd(), ".netmig", hostId));
+  const churn = optInt(flags, "churn", 0, 10_000_000);
+  const firstZone = optInt(flags, "first-zone", 1, 65000);
+  const d = await runAgent({
+    hostId, natsUrl: str(flags, "nats", "nats://127.0.0.1:4222"), stateDir,
+    backend: { kind: backend, memory: { stateDir, ...(firstZone ? { firstZone } : {}), ...(churn ? { churn: { rowsPerSec: churn } } : {}) } },
+    ...(flags["heartbeat-ms"] ? { heartbeatMs: int(flags, "heartbeat-ms", 1000, 50, 60_000) } : {}),
+  });
+  onShutdown(() => d.close());
+}
+
+export const coordinatorFlags = {
+  id: { type: "string" }, nats: { type: "string" }, grpc: { type: "string" }, replicas: { type: "string" },
+  "tls-cert": { type: "string" }, "tls-key": { type: "string" }, "tls-ca": { type: "string" }, "freeze-budget-ms": { type: "string" },
+} as const;
+
+export async function coordinatorCommand(flags: Flags): Promise<void> {
+  const cert = optStr(flags, "tls-cert");
+  const key = optStr(flags, "tls-key");
+  const ca = optStr(flags, "tls-ca");
+  const budget = optInt(flags, "freeze-budget-ms", 1, 600_000);
+  const d = await runCoordinator({
+    id: str(flags, "id", `coord-${hostname().replace(/[^A-Za-z0-9_-]/g, "-").slice(0, 40)}`),
+    natsUrl: str(flags, "nats", "nats://127.0.0.1:4222"),
+    grpcAddress: str(flags, "grpc", "127.0.0.1:50051"),
+    ...(cert && key ? { tls: { certFile: cert, keyFile: key, ...(ca ? { caFile: ca } : {}) } } : {}),
+    ...(flags.replicas ? { replicas: int(flags, "replicas", 1, 1, 5) } : {}),
+    ...(budget ? { defaults: { freezeBudgetMs: budget } } : {}),
+  });
+  onShutdown(() => d.close());
+}

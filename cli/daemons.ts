@@ -1,0 +1,84 @@
+/**
+ * Runs the netmig daemons (agent, coordinator) with their NATS connections,
+ * for `netmig agent`, `netmig coordinator` and the in-process demo.
+ */
+import { connect, type NatsConnection } from "nats";
+import { Agent } from "../agent/service.js";
+import { createBackend, type BackendConfig } from "../agent/backends/index.js";
+import { Coordinator } from "../coordinator/service.js";
+import { startGrpcServer, type GrpcServerHandle, type GrpcTlsOptions } from "../coordinator/grpc/server.js";
+import { createLogger, type Logger } from "../protocol/log.js";
+import type { MigrationOptions } from "../coordinator/record.js";
+
+export async function connectNats(url: string, name: string, log: Logger): Promise<NatsConnection> {
+  const nc = await connect({ servers: url.split(","), name, maxReconnectAttempts: -1, reconnectTimeWait: 250, pingInterval: 10_000 });
+  void (async () => {
+    for await (const s of nc.status()) {
+      if (s.type === "disconnect" || s.type === "reconnect") log.warn({ nats: s.type, server: s.data }, `NATS ${s.type}`);
+    }
+  })();
+  return nc;
+}
+
+export interface AgentDaemonOptions {
+  hostId: string;
+  natsUrl: string;
+  backend: BackendConfig;
+  stateDir: string | null;
+  heartbeatMs?: number;
+  logger?: Logger;
+}
+
+export interface Daemon<T> {
+  service: T;
+  nc: NatsConnection;
+  /** Drains and stops; idempotent. */
+  close(): Promise<void>;
+}
+
+export async function runAgent(o: AgentDaemonOptions): Promise<Daemon<Agent>> {
+  const log = o.logger ?? createLogger("agent", { hostId: o.hostId });
+  const nc = await connectNats(o.natsUrl, `netmig-agent-${o.hostId}`, log);
+  const backend = createBackend(o.backend);
+  const agent = new Agent({ hostId: o.hostId, nc, backend, stateDir: o.stateDir, logger: log, ...(o.heartbeatMs ? { heartbeatMs: o.heartbeatMs } : {}) });
+  await agent.start();
+  let closing: Promise<void> | null = null;
+  return {
+    service: agent,
+    nc,
+    close: () => (closing ??= agent.close().then(() => nc.drain()).catch(() => nc.close())),
+  };
+}
+
+export interface CoordinatorDaemonOptions {
+  id: string;
+  natsUrl: string;
+  grpcAddress: string;
+  tls?: GrpcTlsOptions;
+  replicas?: number;
+  defaults?: Partial<MigrationOptions>;
+  hostAliveMs?: number;
+  logger?: Logger;
+}
+
+export async function runCoordinator(o: CoordinatorDaemonOptions): Promise<Daemon<Coordinator> & { grpc: GrpcServerHandle }> {
+  const log = o.logger ?? createLogger("coordinator", { id: o.id });
+  const nc = await connectNats(o.natsUrl, `netmig-coordinator-${o.id}`, log);
+  const coordinator = new Coordinator({
+    nc, id: o.id, log, ...(o.replicas ? { replicas: o.replicas } : {}), ...(o.defaults ? { defaults: o.defaults } : {}), ...(o.hostAliveMs ? { hostAliveMs: o.hostAliveMs } : {}),
+  });
+  await coordinator.start();
+  const grpc = await startGrpcServer(coordinator, log, o.grpcAddress, o.tls);
+  log.info({ grpc: grpc.address }, "gRPC API listening");
+  let closing: Promise<void> | null = null;
+  return {
+    service: coordinator,
+    nc,
+    grpc,
+    close: () => (closing ??= (async () => {
+      await grpc.close();
+      await coordinator.close();
+      await nc.drain().catch(() => nc.close());
+    })()),
+  };
+}
