@@ -35,6 +35,13 @@ class LostLease extends Error {}
 /** Thrown inside the driver when an abort was requested before commit. */
 class AbortRequested extends Error {}
 
+/**
+ * Fault injection for the recovery tests: a coordinator started with
+ * NETMIG_FAULT_CRASH_AFTER_PHASE=<PHASE> kills itself (SIGKILL) right after
+ * recording that phase. Unset in production.
+ */
+const CRASH_AFTER_PHASE = process.env.NETMIG_FAULT_CRASH_AFTER_PHASE ?? null;
+
 /** Pause between delta rounds while a phased migration waits for Switchover, ms. */
 const SYNC_INTERVAL_MS = 100;
 
@@ -100,6 +107,10 @@ export class MigrationDriver {
         throw err;
       }
       this.deps.publish(this.rec.value, note ?? patch.phase ?? "progress");
+      if (patch.phase && patch.phase === CRASH_AFTER_PHASE) {
+        this.deps.log.warn({ migrationId: this.id, phase: patch.phase }, "NETMIG_FAULT_CRASH_AFTER_PHASE: killing this coordinator");
+        process.kill(process.pid, "SIGKILL");
+      }
     });
     this.saving = run.catch(() => undefined);
     return run;
