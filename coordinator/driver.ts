@@ -37,10 +37,17 @@ class AbortRequested extends Error {}
 
 /**
  * Fault injection for the recovery tests: a coordinator started with
- * NETMIG_FAULT_CRASH_AFTER_PHASE=<PHASE> kills itself (SIGKILL) right after
- * recording that phase. Unset in production.
+ * NETMIG_FAULT_CRASH_AT=before:<PHASE> or after:<PHASE> kills itself
+ * (SIGKILL) just before or just after recording that phase. Unset in
+ * production.
  */
-const CRASH_AFTER_PHASE = process.env.NETMIG_FAULT_CRASH_AFTER_PHASE ?? null;
+const CRASH_AT = process.env.NETMIG_FAULT_CRASH_AT ?? null;
+
+function crashPoint(when: "before" | "after", phase: string | undefined, log: Logger): void {
+  if (CRASH_AT === null || CRASH_AT !== `${when}:${phase}`) return;
+  log.warn({ point: CRASH_AT }, "NETMIG_FAULT_CRASH_AT: killing this coordinator");
+  process.kill(process.pid, "SIGKILL");
+}
 
 /** Pause between delta rounds while a phased migration waits for Switchover, ms. */
 const SYNC_INTERVAL_MS = 100;
@@ -97,6 +104,7 @@ export class MigrationDriver {
       const now = Date.now();
       const next: MigrationRecord = { ...this.rec.value, ...patch, updatedAtMs: now, leaseUntil: now + this.deps.leaseMs, driver: this.deps.coordinatorId };
       if (patch.phase && patch.phase !== this.rec.value.phase) next.history = [...next.history, { phase: patch.phase, atMs: now, ...(note ? { note } : {}) }];
+      crashPoint("before", patch.phase, this.deps.log);
       try {
         this.rec = await this.deps.journal.updateMigration(next, this.rec.revision);
       } catch (err) {
@@ -107,10 +115,7 @@ export class MigrationDriver {
         throw err;
       }
       this.deps.publish(this.rec.value, note ?? patch.phase ?? "progress");
-      if (patch.phase && patch.phase === CRASH_AFTER_PHASE) {
-        this.deps.log.warn({ migrationId: this.id, phase: patch.phase }, "NETMIG_FAULT_CRASH_AFTER_PHASE: killing this coordinator");
-        process.kill(process.pid, "SIGKILL");
-      }
+      crashPoint("after", patch.phase, this.deps.log);
     });
     this.saving = run.catch(() => undefined);
     return run;
@@ -205,7 +210,7 @@ export class MigrationDriver {
     const t0 = performance.now();
     await this.deps.agents.freeze(this.target("src"));
     const left = budget - (performance.now() - t0);
-    if (left <= 0) throw new FreezeBudgetExceededError(`freezing took longer than the ${budget} ms budget`, { migrationId: this.id, vmId: r().vmId });
+    if (left <= 0) throw new FreezeBudgetExceededError(`freezing the source took ${(performance.now() - t0).toFixed(1)} ms, over the ${budget} ms freeze budget`, { migrationId: this.id, vmId: r().vmId });
     let final;
     try {
       final = await this.round(r().options.stopAndCopy ? null : r().sealedGen, true, r().epoch, Math.max(1, Math.floor(left)));
