@@ -26,6 +26,8 @@ export interface AgentDaemonOptions {
   backend: BackendConfig;
   stateDir: string | null;
   heartbeatMs?: number;
+  /** Largest message the agent accepts, bytes. Default 8 MiB. */
+  maxMessageBytes?: number;
   logger?: Logger;
 }
 
@@ -40,7 +42,7 @@ export async function runAgent(o: AgentDaemonOptions): Promise<Daemon<Agent>> {
   const log = o.logger ?? createLogger("agent", { hostId: o.hostId });
   const nc = await connectNats(o.natsUrl, `netmig-agent-${o.hostId}`, log);
   const backend = createBackend(o.backend);
-  const agent = new Agent({ hostId: o.hostId, nc, backend, stateDir: o.stateDir, logger: log, ...(o.heartbeatMs ? { heartbeatMs: o.heartbeatMs } : {}) });
+  const agent = new Agent({ hostId: o.hostId, nc, backend, stateDir: o.stateDir, logger: log, ...(o.heartbeatMs ? { heartbeatMs: o.heartbeatMs } : {}), ...(o.maxMessageBytes ? { maxMessageBytes: o.maxMessageBytes } : {}) });
   await agent.start();
   let closing: Promise<void> | null = null;
   return {
