@@ -1,0 +1,175 @@
+/**
+ * A staging area on a destination: the rows received for one incoming
+ * migration (already remapped to this host), their incremental digest, and
+ * persistence to the state directory when sealed.
+ *
+ * `apply` returns exactly what changed, so a backend only touches the
+ * dataplane for rows that are new, changed or gone.
+ */
+import { mkdir, readdir, readFile, rename, rm, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { encodeBlock, decodeBlock } from "../../../protocol/codec/columnar.js";
+import { pack, unpack } from "../../../protocol/codec/packr.js";
+import { InvalidStateError } from "../../../protocol/errors.js";
+import { canonicalJson, StateDigest } from "../../../protocol/state/digest.js";
+import { emptyTables, tableCounts, type StateDelta, type Tables } from "../../../protocol/state/model.js";
+import { keyOf, TABLE_NAMES, TABLES, type TableName } from "../../../protocol/state/tables.js";
+import type { StagedSummary } from "../backend.js";
+
+type Row = Record<string, unknown>;
+
+/** What one `apply` changed. */
+export interface StagingChange {
+  /** Rows that are new in the area. */
+  added: Partial<Record<TableName, Row[]>>;
+  /** Rows that replaced an existing row with the same key: [old, new]. */
+  replaced: Partial<Record<TableName, [Row, Row][]>>;
+  /** Rows that left the area. */
+  removed: Partial<Record<TableName, Row[]>>;
+}
+
+function sameRow(t: TableName, a: Row, b: Row): boolean {
+  for (const fl of TABLES[t].fields) {
+    const x = a[fl.name];
+    const y = b[fl.name];
+    if (x === y) continue;
+    if (fl.type === "json" && canonicalJson(x) === canonicalJson(y)) continue;
+    return false;
+  }
+  return true;
+}
+
+function push<T>(m: Partial<Record<TableName, T[]>>, t: TableName, v: T): void {
+  (m[t] ??= []).push(v);
+}
+
+export class StagingArea {
+  gen = 0;
+  sealed = false;
+  readonly digest = new StateDigest();
+  private readonly tables = new Map<TableName, Map<string, Row>>();
+  /** When each row was last written to the dataplane, by `${table}|${key}` (ms). */
+  readonly loadedAt = new Map<string, number>();
+  /** Backend-specific small data (allocated zones ...), persisted with the area. */
+  meta: Record<string, unknown> = {};
+
+  constructor(readonly vmId: string, readonly stagingId: string) {
+    for (const t of TABLE_NAMES) this.tables.set(t, new Map());
+  }
+
+  /** Applies a full snapshot (replaces the content) or a delta; rows must already be remapped. */
+  apply(delta: StateDelta): StagingChange {
+    const ch: StagingChange = { added: {}, replaced: {}, removed: {} };
+    if (delta.baseGen === null) {
+      for (const t of TABLE_NAMES) {
+        const incoming = new Set(((delta.upserts[t] ?? []) as unknown as Row[]).map((r) => keyOf(t, r)));
+        for (const [key, row] of this.tables.get(t)!) {
+          if (!incoming.has(key)) this.del(t, key, row, ch);
+        }
+      }
+    }
+    for (const t of TABLE_NAMES) {
+      for (const key of delta.deletes[t] ?? []) {
+        const row = this.tables.get(t)!.get(key);
+        if (row) this.del(t, key, row, ch);
+      }
+      const cur = this.tables.get(t)!;
+      for (const row of (delta.upserts[t] ?? []) as unknown as Row[]) {
+        const key = keyOf(t, row);
+        const old = cur.get(key);
+        if (old && sameRow(t, old, row)) continue;
+        if (old) {
+          this.digest.remove(t, old);
+          push(ch.replaced, t, [old, row] as [Row, Row]);
+        } else push(ch.added, t, row);
+        cur.set(key, row);
+        this.digest.add(t, row);
+      }
+    }
+    this.gen = delta.gen;
+    return ch;
+  }
+
+  private del(t: TableName, key: string, row: Row, ch: StagingChange): void {
+    this.tables.get(t)!.delete(key);
+    this.digest.remove(t, row);
+    this.loadedAt.delete(`${t}|${key}`);
+    push(ch.removed, t, row);
+  }
+
+  rows<T extends TableName>(t: T): Tables[T] {
+    return [...this.tables.get(t)!.values()] as unknown as Tables[T];
+  }
+
+  snapshot(): Tables {
+    const out = emptyTables();
+    for (const t of TABLE_NAMES) (out as unknown as Record<TableName, Row[]>)[t] = [...this.tables.get(t)!.values()];
+    return out;
+  }
+
+  summary(): StagedSummary {
+    return {
+      vmId: this.vmId,
+      stagingId: this.stagingId,
+      gen: this.gen,
+      digest: this.digest.toString(),
+      tables: this.digest.tables(),
+      counts: tableCounts(this.snapshot()),
+      sealed: this.sealed,
+    };
+  }
+
+  // ------------------------------------------------------------ persistence
+
+  static fileName(dir: string, vmId: string, stagingId: string): string {
+    return join(dir, "staging", `${encodeURIComponent(vmId)}~${encodeURIComponent(stagingId)}.bin`);
+  }
+
+  /** Writes the area atomically (tmp + rename). */
+  async save(dir: string): Promise<void> {
+    await mkdir(join(dir, "staging"), { recursive: true });
+    const file = StagingArea.fileName(dir, this.vmId, this.stagingId);
+    const blocks = TABLE_NAMES.map((t) => encodeBlock(t, [...this.tables.get(t)!.values()]));
+    const body = pack({
+      v: 1, vmId: this.vmId, stagingId: this.stagingId, gen: this.gen, sealed: this.sealed,
+      meta: this.meta, loadedAt: [...this.loadedAt.entries()], blocks,
+    });
+    await writeFile(`${file}.tmp`, body);
+    await rename(`${file}.tmp`, file);
+  }
+
+  async deleteFile(dir: string): Promise<void> {
+    await rm(StagingArea.fileName(dir, this.vmId, this.stagingId), { force: true });
+  }
+
+  /** Loads every persisted area of a state directory. */
+  static async loadAll(dir: string): Promise<StagingArea[]> {
+    let names: string[];
+    try {
+      names = await readdir(join(dir, "staging"));
+    } catch {
+      return [];
+    }
+    const out: StagingArea[] = [];
+    for (const name of names) {
+      if (!name.endsWith(".bin")) continue;
+      const file = join(dir, "staging", name);
+      const raw = unpack(await readFile(file), 4 * 1024 * 1024 * 1024) as Record<string, unknown>;
+      if (raw.v !== 1 || typeof raw.vmId !== "string" || typeof raw.stagingId !== "string" || !Array.isArray(raw.blocks)) {
+        throw new InvalidStateError(`${file}: not a netmig staging area`);
+      }
+      const area = new StagingArea(raw.vmId, raw.stagingId);
+      const delta: StateDelta = { vmId: raw.vmId, baseGen: null, gen: Number(raw.gen), upserts: {}, deletes: {} };
+      for (const b of raw.blocks) {
+        const { table, rows } = decodeBlock(b, file);
+        (delta.upserts as Record<string, Row[]>)[table] = rows;
+      }
+      area.apply(delta);
+      area.sealed = raw.sealed === true;
+      area.meta = (raw.meta ?? {}) as Record<string, unknown>;
+      for (const [k, v] of (raw.loadedAt ?? []) as [string, number][]) area.loadedAt.set(k, v);
+      out.push(area);
+    }
+    return out;
+  }
+}

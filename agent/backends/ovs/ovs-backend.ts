@@ -1,0 +1,614 @@
+/**
+ * The `ovs` dataplane backend: a VM's ports, ACL flows, QoS, mirrors and fdb
+ * entries on an Open vSwitch integration bridge, plus its kernel conntrack
+ * entries (selected by its ports' zones).
+ *
+ * Live reads are diffed against a shadow copy (common/shadow.ts) to give
+ * generations and deltas. Staging on a destination keeps rows in a staging
+ * area and loads only conntrack entries into the kernel, in zones allocated
+ * to the incoming ports (no packet uses them before activation); ports,
+ * QoS, mirrors, flows (one OpenFlow bundle) and fdb entries are installed
+ * at activation, once the VM's ports are plugged here.
+ */
+import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import type { Backend, Change, ReadResult, RemapContext, StagedSummary, VmSummary } from "../backend.js";
+import { BackendError, BadRequestError, NotStagedError, UnknownVmError, VmMigratingError } from "../../../protocol/errors.js";
+import { emptyTables, tableCounts, type StateDelta, type Tables } from "../../../protocol/state/model.js";
+import { keyOf, TABLE_NAMES, type AclRow, type ConntrackRow, type FdbRow, type MirrorRow, type PortRow, type QosRow, type TableName } from "../../../protocol/state/tables.js";
+import { canonicalJson } from "../../../protocol/state/digest.js";
+import { HostExec } from "../common/command.js";
+import { Shadow } from "../common/shadow.js";
+import { StagingArea } from "../common/staging-area.js";
+import { KernelConntrack } from "../conntrack/kernel-table.js";
+import { ZoneRemapper } from "../conntrack/remap.js";
+import type { CtOp } from "../conntrack/ctnetlink-helper.js";
+import { vmCookie } from "./cookie.js";
+import { Fdb, fdbRow } from "./fdb.js";
+import { FlowTable, parseFlows, toHost, toPortable, type FlowPortMap } from "./flows.js";
+import { FootprintStore, type Footprint } from "./footprint.js";
+import { Inventory, type VmIface } from "./inventory.js";
+import { releaseMirrorOps, mirrorOps, readMirrors } from "./mirrors.js";
+import { OvsdbClient, type OvsdbOp } from "./ovsdb-client.js";
+import { resolveOvsOptions, type OvsBackendOptions, type ResolvedOvsOptions } from "./options.js";
+import { deletePortsOp, portOps, readPorts } from "./ports.js";
+import { clearQosOps, qosOps, readQos } from "./qos.js";
+import { UnixctlClient } from "./unixctl-client.js";
+
+interface LiveVm {
+  shadow: Shadow;
+  frozen: boolean;
+}
+
+interface LiveRead {
+  tables: Tables;
+  inv: Inventory;
+  ifaces: VmIface[];
+  cookie: bigint;
+}
+
+const areaKey = (vmId: string, stagingId: string) => `${vmId}\u0000${stagingId}`;
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+function sameRows(a: unknown, b: unknown): boolean {
+  return canonicalJson(a) === canonicalJson(b);
+}
+
+export class OvsBackend implements Backend {
+  readonly kind = "ovs";
+  readonly options: ResolvedOvsOptions;
+  private readonly db: OvsdbClient;
+  private ctl: UnixctlClient | null = null;
+  private readonly flows: FlowTable;
+  private readonly fdb: Fdb;
+  private readonly ct: KernelConntrack | null;
+  private readonly footprints: FootprintStore;
+  private readonly live = new Map<string, LiveVm>();
+  private readonly areas = new Map<string, StagingArea>();
+  private readonly holdTimers = new Map<string, NodeJS.Timeout>();
+  /** Serialises operations per VM (reads and writes of one VM never interleave). */
+  private readonly locks = new Map<string, Promise<unknown>>();
+  private closed = false;
+
+  constructor(opts: OvsBackendOptions) {
+    const o = (this.options = resolveOvsOptions(opts));
+    this.db = new OvsdbClient(o.ovsdbSocket, o.timeoutMs);
+    // OVS sockets are paths: reachable from any namespace. Only conntrack needs the netns.
+    this.flows = new FlowTable(new HostExec(null), o.ofctlTarget, o.ofctlBin, o.cookieMask, o.timeoutMs);
+    this.fdb = new Fdb(() => this.unixctl(), o.bridge);
+    this.ct = o.conntrack ? new KernelConntrack(new HostExec(o.netns), o.conntrackOptions) : null;
+    this.footprints = new FootprintStore(o.stateDir);
+  }
+
+  private async unixctl(): Promise<UnixctlClient> {
+    if (this.ctl) return this.ctl;
+    let path = this.options.vswitchdCtl;
+    if (!path) {
+      const pidFile = join(this.options.runDir, "ovs-vswitchd.pid");
+      const pid = (await readFile(pidFile, "utf8").catch(() => "")).trim();
+      if (!/^\d+$/.test(pid)) throw new BackendError(`ovs: cannot read ovs-vswitchd's pid from ${pidFile}; set vswitchdCtl`);
+      path = join(this.options.runDir, `ovs-vswitchd.${pid}.ctl`);
+    }
+    this.ctl = new UnixctlClient(path, this.options.timeoutMs);
+    return this.ctl;
+  }
+
+  private lock<T>(vmId: string, fn: () => Promise<T>): Promise<T> {
+    const prev = this.locks.get(vmId) ?? Promise.resolve();
+    const next = prev.then(fn, fn);
+    const tail = next.catch(() => undefined);
+    this.locks.set(vmId, tail);
+    void tail.then(() => {
+      if (this.locks.get(vmId) === tail) this.locks.delete(vmId);
+    });
+    return next;
+  }
+
+  // ------------------------------------------------------------ lifecycle
+
+  async start(): Promise<void> {
+    await mkdir(this.options.stateDir, { recursive: true });
+    await Inventory.read(this.db, this.options); // the bridge must exist
+    for (const a of await StagingArea.loadAll(this.options.stateDir)) this.areas.set(areaKey(a.vmId, a.stagingId), a);
+    for (const vmId of await this.footprints.list()) {
+      const fp = await this.footprints.load(vmId);
+      if (fp.heldFdb.length) this.scheduleFdbRelease(vmId, fp);
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await Promise.allSettled([...this.locks.values()]);
+    for (const t of this.holdTimers.values()) clearTimeout(t);
+    this.holdTimers.clear();
+    this.db.close();
+    this.ctl?.close();
+  }
+
+  // ------------------------------------------------------------ reading
+
+  private async readLive(vmId: string): Promise<LiveRead> {
+    const o = this.options;
+    const inv = await Inventory.read(this.db, o);
+    const ifaces = inv.vmIfaces(vmId);
+    const override = ifaces.map((i) => i.externalIds[o.recognition.cookieKey]).find((v) => v !== undefined);
+    const cookie = vmCookie(vmId, o.cookieMask, override);
+    const fp = await this.footprints.load(vmId);
+    const ports = readPorts(ifaces, o);
+    const pm: FlowPortMap = { nameOf: new Map(ifaces.map((i) => [i.ifaceId, i.name])), zoneOf: new Map(ifaces.map((i) => [i.ifaceId, i.zone])) };
+    const zones: Record<string, number> = Object.fromEntries(ifaces.filter((i) => i.zone > 0).map((i) => [i.ifaceId, i.zone]));
+    const [flowText, fdbEntries, conntrack] = await Promise.all([
+      this.flows.dump(cookie),
+      ifaces.length ? this.fdb.show() : Promise.resolve([]),
+      this.ct && Object.keys(zones).length ? this.ct.list({ zones }) : Promise.resolve([] as ConntrackRow[]),
+    ]);
+    const acls = parseFlows(flowText, toPortable(pm), new Set(ifaces.map((i) => i.ifaceId)));
+    const byOfport = new Map(ifaces.filter((i) => i.ofport > 0).map((i) => [i.ofport, i.ifaceId]));
+    const held = new Set(fp.heldFdb.map(([v, m]) => `${m}|${v}`));
+    const fdb: FdbRow[] = [];
+    for (const e of fdbEntries) {
+      const ifaceId = byOfport.get(e.ofport);
+      if (ifaceId === undefined) continue;
+      const row = fdbRow(e, ifaceId);
+      if (held.has(`${e.mac}|${e.vlan}`)) row.static = false;
+      fdb.push(row);
+    }
+    const tables = emptyTables();
+    tables.ports = ports;
+    tables.acls = acls;
+    tables.qos = readQos(ifaces, inv);
+    tables.mirrors = readMirrors(ifaces, inv);
+    tables.fdb = fdb;
+    tables.conntrack = conntrack;
+    if (ifaces.length) {
+      await this.footprints.save(vmId, { ...fp, zones: { ...fp.zones, ...zones }, mirrors: [...new Set([...fp.mirrors, ...tables.mirrors.map((m) => m.name)])].sort() });
+    }
+    return { tables, inv, ifaces, cookie };
+  }
+
+  private exists(r: LiveRead): boolean {
+    return r.ifaces.length > 0 || r.tables.acls.length > 0;
+  }
+
+  /** Fresh read into the VM's shadow; null when the VM has no state here. */
+  private async refresh(vmId: string): Promise<LiveVm | null> {
+    const r = await this.readLive(vmId);
+    let vm = this.live.get(vmId);
+    if (!this.exists(r)) {
+      if (vm && !vm.frozen) this.live.delete(vmId);
+      if (!vm) return null;
+    }
+    if (!vm) {
+      vm = { shadow: new Shadow(), frozen: false };
+      this.live.set(vmId, vm);
+    }
+    vm.shadow.observe(r.tables);
+    return vm;
+  }
+
+  private summary(vmId: string, vm: LiveVm): VmSummary {
+    return { vmId, gen: vm.shadow.gen, digest: vm.shadow.digest.toString(), tables: vm.shadow.digest.tables(), counts: vm.shadow.counts(), frozen: vm.frozen };
+  }
+
+  async listVms(): Promise<VmSummary[]> {
+    const inv = await Inventory.read(this.db, this.options);
+    const ids = new Set([...inv.vms.keys(), ...this.live.keys()]);
+    const out: VmSummary[] = [];
+    for (const vmId of [...ids].sort()) {
+      const s = await this.describe(vmId);
+      if (s) out.push(s);
+    }
+    return out;
+  }
+
+  describe(vmId: string): Promise<VmSummary | null> {
+    return this.lock(vmId, async () => {
+      const vm = await this.refresh(vmId);
+      return vm ? this.summary(vmId, vm) : null;
+    });
+  }
+
+  read(vmId: string, sinceGen: number | null): Promise<ReadResult> {
+    return this.lock(vmId, async () => {
+      const vm = await this.refresh(vmId);
+      if (!vm) throw new UnknownVmError(`VM ${vmId} has no state on bridge ${this.options.bridge}`, { vmId });
+      const digest = vm.shadow.digest.toString();
+      const tables = vm.shadow.digest.tables();
+      if (sinceGen === null) {
+        vm.shadow.startTracking();
+        return { vmId, baseGen: null, gen: vm.shadow.gen, upserts: vm.shadow.snapshot(), deletes: {}, digest, tables };
+      }
+      return { ...vm.shadow.since(vmId, sinceGen), digest, tables };
+    });
+  }
+
+  async endTracking(vmId: string): Promise<void> {
+    this.live.get(vmId)?.shadow.endTracking();
+  }
+
+  async portZones(vmId: string): Promise<Record<string, number>> {
+    const inv = await Inventory.read(this.db, this.options);
+    return Object.fromEntries(inv.vmIfaces(vmId).map((i) => [i.ifaceId, i.zone]));
+  }
+
+  async setFrozen(vmId: string, frozen: boolean): Promise<void> {
+    await this.lock(vmId, async () => {
+      let vm = this.live.get(vmId);
+      if (!vm) vm = (await this.refresh(vmId)) ?? undefined;
+      if (!vm) throw new UnknownVmError(`VM ${vmId} has no state on bridge ${this.options.bridge}`, { vmId });
+      vm.frozen = frozen;
+    });
+  }
+
+  // ------------------------------------------------------------ writing
+
+  write(vmId: string, change: Change, create: boolean): Promise<number> {
+    return this.lock(vmId, async () => {
+      const vm = this.live.get(vmId);
+      if (vm?.frozen) throw new VmMigratingError(`VM ${vmId} is migrating: its network state is frozen`, { vmId });
+      const cur = await this.readLive(vmId);
+      if (!this.exists(cur) && !create) throw new UnknownVmError(`VM ${vmId} has no state on bridge ${this.options.bridge}`, { vmId });
+      const want = applyChange(cur.tables, change);
+      const zones = Object.fromEntries(cur.ifaces.map((i) => [i.ifaceId, i.zone]));
+      for (const p of want.ports) if (p.ctZone > 0) zones[p.ifaceId] = p.ctZone;
+      await this.converge(vmId, cur, want, zones, { portWaitMs: 0, holdFdb: false, replaceFlows: false });
+      if (this.ct) {
+        const ops: [CtOp, ConntrackRow][] = [];
+        for (const key of change.deletes.conntrack ?? []) {
+          const old = cur.tables.conntrack.find((r) => keyOf("conntrack", r) === key);
+          if (old) ops.push(["D", old]);
+        }
+        for (const r of change.upserts.conntrack ?? []) ops.push(["R", r]);
+        if (ops.length) await this.ct.write(ops, `write VM ${vmId}`);
+      }
+      const after = await this.refresh(vmId);
+      return after?.shadow.gen ?? 0;
+    });
+  }
+
+  /**
+   * Brings this host's dataplane from `cur` to `want` for one VM (all tables
+   * but conntrack): ports, then QoS and mirrors, then flows, then fdb.
+   */
+  private async converge(
+    vmId: string,
+    cur: LiveRead,
+    want: Tables,
+    zones: Record<string, number>,
+    opt: { portWaitMs: number; holdFdb: boolean; replaceFlows: boolean },
+  ): Promise<VmIface[]> {
+    const o = this.options;
+    // 1. Ports: VM ports must be plugged (by libvirt); tunnel ports are ours to create.
+    let inv = cur.inv;
+    const findIface = (inv2: Inventory, ifaceId: string) => inv2.ifaceById(ifaceId, o.recognition.ifaceIdKey);
+    const missing = () => want.ports.filter((p) => !p.tunnelType && !findIface(inv, p.ifaceId));
+    const deadline = Date.now() + opt.portWaitMs;
+    for (let i = 0; missing().length && Date.now() < deadline && i < 10_000; i++) {
+      await sleep(50);
+      inv = await Inventory.read(this.db, o);
+    }
+    const still = missing();
+    if (still.length) {
+      throw new BackendError(`VM ${vmId}: port(s) ${still.map((p) => p.ifaceId).join(", ")} not plugged into ${o.bridge} (waited ${opt.portWaitMs} ms)`, { vmId });
+    }
+    const curPorts = new Map(cur.tables.ports.map((p) => [p.ifaceId, p]));
+    const portTxn: OvsdbOp[] = [];
+    want.ports.forEach((p, n) => {
+      const iface = findIface(inv, p.ifaceId);
+      const existing = iface ? ({ ...iface, vmId, ifaceId: p.ifaceId, zone: zones[p.ifaceId] ?? 0 } as VmIface) : undefined;
+      const old = curPorts.get(p.ifaceId);
+      const zone = zones[p.ifaceId] ?? 0;
+      const zoneKnown = iface && Number(iface.externalIds[o.recognition.zoneKey] ?? 0) === zone;
+      if (old && sameRows({ ...old, name: "", ofport: 0, ctZone: 0 }, { ...p, name: "", ofport: 0, ctZone: 0 }) && zoneKnown && iface.externalIds[o.recognition.vmIdKey] === vmId) return;
+      portTxn.push(...portOps(p, vmId, existing, zone, inv, o, n));
+    });
+    const wantIds = new Set(want.ports.map((p) => p.ifaceId));
+    const gone = cur.ifaces.filter((i) => !wantIds.has(i.ifaceId)).map((i) => i.port.uuid);
+    portTxn.push(...deletePortsOp(gone, inv));
+    if (portTxn.length) await this.db.transact(portTxn, `ports of VM ${vmId}`);
+    // Wait for ovs-vswitchd to give every port an OpenFlow number.
+    let ifaces: VmIface[] = [];
+    for (let i = 0; i < 400; i++) {
+      inv = await Inventory.read(this.db, o);
+      ifaces = inv.vmIfaces(vmId);
+      if (ifaces.length >= want.ports.length && ifaces.every((x) => x.ofport > 0)) break;
+      await sleep(25);
+    }
+    if (!ifaces.every((x) => x.ofport > 0)) throw new BackendError(`VM ${vmId}: ovs-vswitchd did not add its ports`, { vmId });
+    const ifaceOf = new Map(ifaces.map((i) => [i.ifaceId, i]));
+
+    // 2. QoS and mirrors.
+    const txn: OvsdbOp[] = [];
+    const curQos = new Map(cur.tables.qos.map((q) => [q.ifaceId, q]));
+    const wantQos = new Map(want.qos.map((q) => [q.ifaceId, q]));
+    let n = 0;
+    for (const i of ifaces) {
+      const w = wantQos.get(i.ifaceId) ?? null;
+      const c = readQos([i], inv)[0] ?? curQos.get(i.ifaceId) ?? null;
+      if (sameRows(w, c)) continue;
+      txn.push(...(w ? qosOps(i, w, vmId, inv, n++) : clearQosOps(i, inv, vmId)));
+    }
+    const curMirrors = new Map(readMirrors(ifaces, inv).map((m) => [m.name, m]));
+    const wantMirrors = new Map(want.mirrors.map((m) => [m.name, m]));
+    const releaseNames = [...curMirrors.keys()].filter((name) => !sameRows(curMirrors.get(name), wantMirrors.get(name)));
+    if (releaseNames.length) {
+      const rel = new Set(releaseNames);
+      const portsToRelease = new Set(ifaces.map((i) => i.port.uuid));
+      const sub = new Inventory();
+      sub.bridgeUuid = inv.bridgeUuid;
+      for (const [u, m] of inv.mirrors) if (rel.has(m.name)) sub.mirrors.set(u, m);
+      await this.db.transact([...txn.splice(0), ...releaseMirrorOps(portsToRelease, sub)], `QoS of VM ${vmId}`);
+      inv = await Inventory.read(this.db, o);
+      for (const name of releaseNames) curMirrors.delete(name);
+    }
+    for (const m of want.mirrors) {
+      if (curMirrors.has(m.name)) continue;
+      txn.push(...mirrorOps(m, (id) => ifaceOf.get(id)?.port.uuid, inv, vmId, n++));
+    }
+    if (txn.length) await this.db.transact(txn, `QoS and mirrors of VM ${vmId}`);
+
+    // 3. Flows: one bundle.
+    const pm: FlowPortMap = { nameOf: new Map(ifaces.map((i) => [i.ifaceId, i.name])), zoneOf: new Map(Object.entries(zones)) };
+    const host = toHost(pm, vmId);
+    if (opt.replaceFlows) {
+      await this.flows.apply(this.flows.bundle(cur.cookie, want.acls, host, true));
+    } else {
+      const curById = new Map(cur.tables.acls.map((a) => [a.id, a]));
+      const wantById = new Map(want.acls.map((a) => [a.id, a]));
+      const removed = cur.tables.acls.filter((a) => !sameRows(a, wantById.get(a.id)));
+      const added = want.acls.filter((a) => !sameRows(a, curById.get(a.id)));
+      if (removed.length || added.length) await this.flows.change(cur.cookie, removed, added, host);
+    }
+
+    // 4. fdb entries.
+    const curFdb = new Map(cur.tables.fdb.map((f) => [keyOf("fdb", f), f]));
+    const wantFdb = new Map(want.fdb.map((f) => [keyOf("fdb", f), f]));
+    const dels: [number, string][] = [];
+    for (const [k, f] of curFdb) {
+      const w = wantFdb.get(k);
+      if (!w || w.ifaceId !== f.ifaceId || w.static !== f.static) dels.push([f.vlan, f.mac]);
+    }
+    const adds: [string, number, string][] = [];
+    const held: [number, string][] = [];
+    for (const [k, f] of wantFdb) {
+      const c = curFdb.get(k);
+      if (c && c.ifaceId === f.ifaceId && c.static === f.static) continue;
+      const i = ifaceOf.get(f.ifaceId);
+      if (!i) continue;
+      adds.push([i.name, f.vlan, f.mac]);
+      if (!f.static) held.push([f.vlan, f.mac]);
+    }
+    if (dels.length) await this.fdb.del(dels);
+    if (adds.length) await this.fdb.add(adds, vmId);
+    const fp = await this.footprints.load(vmId);
+    fp.zones = { ...zones };
+    fp.mirrors = [...new Set([...fp.mirrors, ...want.mirrors.map((m) => m.name)])].sort();
+    if (opt.holdFdb && held.length) {
+      fp.heldFdb = held;
+      fp.holdUntilMs = Date.now() + o.fdbHoldMs;
+    } else if (!opt.holdFdb && held.length) {
+      // Dynamic entries written through the API: release them at once.
+      await this.fdb.del(held);
+    }
+    await this.footprints.save(vmId, fp);
+    if (fp.heldFdb.length) this.scheduleFdbRelease(vmId, fp);
+    return ifaces;
+  }
+
+  /** Returns held fdb entries to normal learning (deletes the static copies) at `holdUntilMs`. */
+  private scheduleFdbRelease(vmId: string, fp: Footprint): void {
+    const old = this.holdTimers.get(vmId);
+    if (old) clearTimeout(old);
+    const delay = Math.max(0, fp.holdUntilMs - Date.now());
+    const t = setTimeout(() => {
+      this.holdTimers.delete(vmId);
+      void this.lock(vmId, async () => {
+        const cur = await this.footprints.load(vmId);
+        if (!cur.heldFdb.length) return;
+        await this.fdb.del(cur.heldFdb).catch(() => undefined);
+        cur.heldFdb = [];
+        cur.holdUntilMs = 0;
+        await this.footprints.save(vmId, cur);
+      }).catch(() => undefined);
+    }, delay);
+    t.unref();
+    this.holdTimers.set(vmId, t);
+  }
+
+  // ------------------------------------------------------------ staging
+
+  /** This host's zone for an incoming port: the plugged port's, else one allocated for it. */
+  private async zoneFor(area: StagingArea, ifaceId: string, inv: Inventory): Promise<number> {
+    const zones = (area.meta.zones ??= {}) as Record<string, number>;
+    if (zones[ifaceId]) return zones[ifaceId]!;
+    const iface = inv.ifaceById(ifaceId, this.options.recognition.ifaceIdKey);
+    const own = Number(iface?.externalIds[this.options.recognition.zoneKey] ?? 0);
+    if (own > 0) return (zones[ifaceId] = own);
+    const used = inv.usedZones(this.options.recognition.zoneKey);
+    for (const a of this.areas.values()) for (const z of Object.values((a.meta.zones ?? {}) as Record<string, number>)) used.add(z);
+    for (const vmId of await this.footprints.list()) for (const z of Object.values((await this.footprints.load(vmId)).zones)) used.add(z);
+    const [lo, hi] = this.options.zoneRange;
+    for (let z = lo; z <= hi; z++) if (!used.has(z)) return (zones[ifaceId] = z);
+    throw new BackendError(`no free conntrack zone in ${lo}..${hi}`, { vmId: area.vmId });
+  }
+
+  private metaFile(vmId: string, stagingId: string): string {
+    return `${StagingArea.fileName(this.options.stateDir, vmId, stagingId)}.meta.json`;
+  }
+
+  stage(vmId: string, stagingId: string, delta: StateDelta, remap: RemapContext): Promise<void> {
+    return this.lock(vmId, async () => {
+      const key = areaKey(vmId, stagingId);
+      let area = this.areas.get(key);
+      if (!area) {
+        area = new StagingArea(vmId, stagingId);
+        this.areas.set(key, area);
+      }
+      if (area.sealed) throw new BadRequestError(`staging area ${stagingId} of VM ${vmId} is sealed`, { vmId });
+      const inv = await Inventory.read(this.db, this.options);
+      // Zones for every port the source knows (conntrack rows refer to them).
+      for (const ifaceId of Object.keys(remap.srcPortZones)) await this.zoneFor(area, ifaceId, inv);
+      for (const p of delta.upserts.ports ?? []) await this.zoneFor(area, p.ifaceId, inv);
+      const zones = area.meta.zones as Record<string, number>;
+      await mkdir(join(this.options.stateDir, "staging"), { recursive: true });
+      await writeFile(this.metaFile(vmId, stagingId), JSON.stringify({ zones }));
+      const remapper = new ZoneRemapper(remap.srcPortZones, (id) => zones[id] ?? 0);
+      const upserts = { ...delta.upserts };
+      if (upserts.ports) upserts.ports = upserts.ports.map((p) => ({ ...p, ofport: 0, ctZone: zones[p.ifaceId] ?? 0 }));
+      if (upserts.conntrack) upserts.conntrack = remapper.remap(upserts.conntrack, vmId);
+      const change = area.apply({ ...delta, upserts });
+      if (this.ct) {
+        const ops: [CtOp, ConntrackRow][] = [];
+        for (const r of (change.removed.conntrack ?? []) as unknown as ConntrackRow[]) ops.push(["D", r]);
+        for (const [old, r] of (change.replaced.conntrack ?? []) as unknown as [ConntrackRow, ConntrackRow][]) {
+          if (old.zone !== r.zone) ops.push(["D", old]);
+          ops.push(["R", r]);
+        }
+        for (const r of (change.added.conntrack ?? []) as unknown as ConntrackRow[]) ops.push(["R", r]);
+        if (ops.length) {
+          await this.ct.write(ops, `stage VM ${vmId}`);
+          const now = Date.now();
+          for (const [op, r] of ops) if (op !== "D") area.loadedAt.set(`conntrack|${keyOf("conntrack", r)}`, now);
+        }
+      }
+    });
+  }
+
+  seal(vmId: string, stagingId: string): Promise<void> {
+    return this.lock(vmId, async () => {
+      const area = this.areas.get(areaKey(vmId, stagingId));
+      if (!area) throw new NotStagedError(`no staging area ${stagingId} for VM ${vmId}`, { vmId });
+      area.sealed = true;
+      await area.save(this.options.stateDir);
+    });
+  }
+
+  async staged(vmId: string, stagingId: string): Promise<StagedSummary | null> {
+    return this.areas.get(areaKey(vmId, stagingId))?.summary() ?? null;
+  }
+
+  async listStaged(): Promise<StagedSummary[]> {
+    return [...this.areas.values()].map((a) => a.summary());
+  }
+
+  activate(vmId: string, stagingId: string): Promise<VmSummary> {
+    return this.lock(vmId, async () => {
+      const area = this.areas.get(areaKey(vmId, stagingId));
+      if (!area) {
+        const vm = this.live.get(vmId) ?? (await this.refresh(vmId));
+        if (vm) return this.summary(vmId, vm); // already activated
+        throw new NotStagedError(`no staging area ${stagingId} for VM ${vmId}`, { vmId });
+      }
+      const want = area.snapshot();
+      const zones = { ...((area.meta.zones ?? {}) as Record<string, number>) };
+      const cur = await this.readLive(vmId);
+      await this.converge(vmId, cur, want, zones, { portWaitMs: this.options.portWaitMs, holdFdb: true, replaceFlows: true });
+      // Seed the live shadow with the staged rows (so the digest matches what
+      // was transferred), then observe what the dataplane really holds.
+      const shadow = new Shadow();
+      const atMs = new Map<string, number>();
+      for (const [k, t] of area.loadedAt) if (k.startsWith("conntrack|")) atMs.set(k.slice("conntrack|".length), t);
+      shadow.observe(want, Date.now(), atMs);
+      const vm: LiveVm = { shadow, frozen: false };
+      this.live.set(vmId, vm);
+      const fresh = await this.readLive(vmId);
+      shadow.observe(fresh.tables);
+      this.areas.delete(areaKey(vmId, stagingId));
+      await area.deleteFile(this.options.stateDir);
+      await rm(this.metaFile(vmId, stagingId), { force: true });
+      return this.summary(vmId, vm);
+    });
+  }
+
+  discard(vmId: string, stagingId: string): Promise<void> {
+    return this.lock(vmId, async () => {
+      const key = areaKey(vmId, stagingId);
+      const area = this.areas.get(key);
+      if (this.ct) {
+        if (area) {
+          const rows = area.rows("conntrack");
+          if (rows.length) await this.ct.write(rows.map((r) => ["D", r] as [CtOp, ConntrackRow]), `discard VM ${vmId}`);
+        } else {
+          // Lost before it was sealed (agent restart): its zones were allocated for it alone.
+          const meta = await readFile(this.metaFile(vmId, stagingId), "utf8").catch(() => null);
+          if (meta) {
+            const zones = (JSON.parse(meta) as { zones?: Record<string, number> }).zones ?? {};
+            const inv = await Inventory.read(this.db, this.options);
+            const inUse = inv.usedZones(this.options.recognition.zoneKey);
+            const own = Object.fromEntries(Object.entries(zones).filter(([, z]) => !inUse.has(z)));
+            await this.ct.flush({ zones: own });
+          }
+        }
+      }
+      this.areas.delete(key);
+      if (area) await area.deleteFile(this.options.stateDir);
+      else await rm(StagingArea.fileName(this.options.stateDir, vmId, stagingId), { force: true });
+      await rm(this.metaFile(vmId, stagingId), { force: true });
+    });
+  }
+
+  // ------------------------------------------------------------ release
+
+  remove(vmId: string): Promise<void> {
+    return this.lock(vmId, async () => {
+      const o = this.options;
+      const inv = await Inventory.read(this.db, o);
+      const ifaces = inv.vmIfaces(vmId);
+      const fp = await this.footprints.load(vmId);
+      const override = ifaces.map((i) => i.externalIds[o.recognition.cookieKey]).find((v) => v !== undefined);
+      const cookie = vmCookie(vmId, o.cookieMask, override);
+      // Flows: exactly the VM's cookie.
+      await this.flows.deleteCookie(cookie);
+      // fdb: entries learned on the VM's ports, and those held static for it.
+      const ofports = new Set(ifaces.map((i) => i.ofport).filter((p) => p > 0));
+      const entries = ofports.size ? (await this.fdb.show()).filter((e) => ofports.has(e.ofport)) : [];
+      const dels: [number, string][] = [...entries.map((e) => [e.vlan, e.mac] as [number, string]), ...fp.heldFdb];
+      if (dels.length) await this.fdb.del(dels);
+      // Conntrack: the VM's zones (from its ports, or remembered).
+      if (this.ct) {
+        const zones = { ...fp.zones, ...Object.fromEntries(ifaces.filter((i) => i.zone > 0).map((i) => [i.ifaceId, i.zone])) };
+        // Never flush a zone another VM's port uses now.
+        const others = new Set<number>();
+        for (const [id, list] of inv.vms) if (id !== vmId) for (const i of list) if (i.zone > 0) others.add(i.zone);
+        await this.ct.flush({ zones: Object.fromEntries(Object.entries(zones).filter(([, z]) => !others.has(z))) });
+      }
+      // OVSDB: mirrors, QoS, ports in one transaction.
+      const portUuids = new Set(ifaces.map((i) => i.port.uuid));
+      const txn: OvsdbOp[] = [...releaseMirrorOps(portUuids, inv)];
+      for (const m of inv.mirrors.values()) {
+        // Mirrors of this VM left empty after its ports were deleted by someone else.
+        if (fp.mirrors.includes(m.name) && !m.selectAll && m.selectSrc.length === 0 && m.selectDst.length === 0) {
+          txn.push({ op: "mutate", table: "Bridge", where: [["_uuid", "==", ["uuid", inv.bridgeUuid]]], mutations: [["mirrors", "delete", ["set", [["uuid", m.uuid]]]]] });
+        }
+      }
+      for (const i of ifaces) txn.push(...clearQosOps(i, inv, vmId));
+      const toDelete = ifaces.filter((i) => o.removePorts || i.type !== "system" && i.type !== "").map((i) => i.port.uuid);
+      txn.push(...deletePortsOp([...new Set(toDelete)], inv));
+      if (txn.length) await this.db.transact(txn, `release of VM ${vmId}`);
+      const t = this.holdTimers.get(vmId);
+      if (t) clearTimeout(t);
+      this.holdTimers.delete(vmId);
+      this.live.delete(vmId);
+      await this.footprints.delete(vmId);
+    });
+  }
+}
+
+/** The tables a change leads to (rows replaced by key, keys deleted). */
+export function applyChange(cur: Tables, change: Change): Tables {
+  const out = emptyTables();
+  for (const t of TABLE_NAMES) {
+    const m = new Map<string, unknown>(((cur[t] ?? []) as unknown[]).map((r) => [keyOf(t, r), r]));
+    for (const k of change.deletes[t] ?? []) m.delete(k);
+    for (const r of (change.upserts[t] ?? []) as unknown[]) m.set(keyOf(t, r), r);
+    (out as Record<TableName, unknown[]>)[t] = [...m.values()];
+  }
+  return out;
+}
+
+export function countsOf(t: Tables): Record<TableName, number> {
+  return tableCounts(t);
+}
+
+export type { PortRow, AclRow, QosRow, MirrorRow };
