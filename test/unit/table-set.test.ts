@@ -1,0 +1,235 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { BadRequestError } from "../../protocol/errors.js";
+import { generateVmState } from "../../protocol/state/generate.js";
+import { TableSet, type Change } from "../../protocol/state/table-set.js";
+import { keyOf, TABLE_NAMES, type AclRow, type FdbRow, type TableName } from "../../protocol/state/tables.js";
+
+const state = generateVmState("vm-ts", { conntrack: 500, fdb: 100, acls: 50, ports: 2, seed: 5 });
+
+type Row = Record<string, unknown>;
+
+function acl(i: number, priority = 1000): AclRow {
+  return { id: `acl-${i}`, direction: "ingress", priority, table: 0, match: `tcp,tp_dst=${i}`, actions: "drop" };
+}
+
+/** A change normalized for comparison: tables sorted by key, empty lists dropped. */
+function norm(c: Change): { upserts: Record<string, Row[]>; deletes: Record<string, string[]> } {
+  const upserts: Record<string, Row[]> = {};
+  const deletes: Record<string, string[]> = {};
+  for (const t of TABLE_NAMES) {
+    const u = (c.upserts[t] ?? []) as unknown as Row[];
+    if (u.length) upserts[t] = [...u].sort((a, b) => (keyOf(t, a) < keyOf(t, b) ? -1 : 1));
+    const d = c.deletes[t] ?? [];
+    if (d.length) deletes[t] = [...d].sort();
+  }
+  return { upserts, deletes };
+}
+
+function loaded(): TableSet {
+  const s = new TableSet();
+  s.apply({ upserts: state.tables, deletes: {} });
+  return s;
+}
+
+test("table-set - apply bumps the generation once per change and keeps rows by key", () => {
+  const s = new TableSet();
+  assert.equal(s.gen, 0);
+  assert.equal(s.apply({ upserts: state.tables, deletes: {} }), 1);
+  assert.equal(s.gen, 1);
+  for (const t of TABLE_NAMES) assert.equal(s.count(t), state.tables[t].length, t);
+  assert.deepEqual(s.counts().conntrack, 500);
+  assert.equal(s.apply({ upserts: {}, deletes: {} }), 2);
+  const k = keyOf("acls", state.tables.acls[0]);
+  assert.deepEqual(s.get("acls", k), state.tables.acls[0]);
+  s.apply({ upserts: { acls: [{ ...state.tables.acls[0]!, priority: 7 }] }, deletes: {} });
+  assert.equal(s.count("acls"), 50);
+  assert.equal((s.get("acls", k) as unknown as AclRow).priority, 7);
+  // Deleting a key that does not exist is a no-op.
+  s.apply({ upserts: {}, deletes: { acls: ["nope"] } });
+  assert.equal(s.count("acls"), 50);
+});
+
+test("table-set - since(g) gives exactly the rows upserted and keys deleted after g", () => {
+  const s = loaded();
+  s.startTracking();
+  const g0 = s.gen;
+  assert.deepEqual(norm(s.since(g0)), { upserts: {}, deletes: {} });
+
+  const fdb = state.tables.fdb;
+  const g1 = s.apply({ upserts: { fdb: [{ ...fdb[0]!, ageSec: 1 }] }, deletes: { acls: ["acl-3"] } });
+  const g2 = s.apply({ upserts: { acls: [acl(1000)], fdb: [{ ...fdb[1]!, ageSec: 2 }] }, deletes: {} });
+  const g3 = s.apply({ upserts: { fdb: [{ ...fdb[0]!, ageSec: 3 }] }, deletes: { fdb: [keyOf("fdb", fdb[2])] } });
+
+  assert.deepEqual(norm(s.since(g0)), norm({
+    upserts: { acls: [acl(1000)], fdb: [{ ...fdb[0]!, ageSec: 3 }, { ...fdb[1]!, ageSec: 2 }] },
+    deletes: { acls: ["acl-3"], fdb: [keyOf("fdb", fdb[2])] },
+  }));
+  assert.deepEqual(norm(s.since(g1)), norm({
+    upserts: { acls: [acl(1000)], fdb: [{ ...fdb[0]!, ageSec: 3 }, { ...fdb[1]!, ageSec: 2 }] },
+    deletes: { fdb: [keyOf("fdb", fdb[2])] },
+  }));
+  assert.deepEqual(norm(s.since(g2)), norm({ upserts: { fdb: [{ ...fdb[0]!, ageSec: 3 }] }, deletes: { fdb: [keyOf("fdb", fdb[2])] } }));
+  assert.deepEqual(norm(s.since(g3)), { upserts: {}, deletes: {} });
+  // Earlier answers are still available after later ones (no compaction yet).
+  assert.equal(norm(s.since(g0)).upserts.fdb?.length, 2);
+});
+
+test("table-set - a key changed then deleted appears only in deletes", () => {
+  const s = loaded();
+  s.startTracking();
+  const g = s.gen;
+  const row = state.tables.conntrack[10]!;
+  const key = keyOf("conntrack", row);
+  s.apply({ upserts: { conntrack: [{ ...row, state: "CLOSE_WAIT" }] }, deletes: {} });
+  s.apply({ upserts: {}, deletes: { conntrack: [key] } });
+  const c = s.since(g);
+  assert.deepEqual(c.deletes.conntrack, [key]);
+  assert.equal(c.upserts.conntrack, undefined);
+  // A row added and deleted entirely after g still shows as a delete (the receiver ignores unknown keys).
+  const s2 = loaded();
+  s2.startTracking();
+  const g2 = s2.gen;
+  s2.apply({ upserts: { acls: [acl(5000)] }, deletes: {} });
+  s2.apply({ upserts: {}, deletes: { acls: ["acl-5000"] } });
+  assert.deepEqual(norm(s2.since(g2)), { upserts: {}, deletes: { acls: ["acl-5000"] } });
+});
+
+test("table-set - a key deleted then re-added appears only in upserts, with its latest row", () => {
+  const s = loaded();
+  s.startTracking();
+  const g = s.gen;
+  const row = state.tables.fdb[4]!;
+  const key = keyOf("fdb", row);
+  s.apply({ upserts: {}, deletes: { fdb: [key] } });
+  s.apply({ upserts: { fdb: [{ ...row, ageSec: 99 }] }, deletes: {} });
+  const c = s.since(g);
+  assert.deepEqual(c.upserts.fdb, [{ ...row, ageSec: 99 }]);
+  assert.equal(c.deletes.fdb, undefined);
+  // Both in one change: deletes apply first, so the row is present.
+  const g2 = s.gen;
+  s.apply({ upserts: { fdb: [{ ...row, ageSec: 5 }] }, deletes: { fdb: [key] } });
+  assert.deepEqual(s.since(g2), { upserts: { fdb: [{ ...row, ageSec: 5 }] }, deletes: {} });
+});
+
+test("table-set - since throws when tracking is off, before the tracking start, or in the future", () => {
+  const s = loaded();
+  assert.equal(s.tracking, false);
+  assert.throws(() => s.since(s.gen), (e: unknown) => e instanceof BadRequestError && /tracking is off/.test((e as Error).message));
+  s.apply({ upserts: { acls: [acl(900)] }, deletes: {} });
+  s.startTracking();
+  assert.equal(s.tracking, true);
+  const start = s.gen;
+  s.apply({ upserts: { acls: [acl(901)] }, deletes: {} });
+  assert.throws(() => s.since(start - 1), (e: unknown) => e instanceof BadRequestError && new RegExp(`since generation ${start - 1} \\(tracking from ${start} to ${start + 1}\\)`).test((e as Error).message));
+  assert.throws(() => s.since(0), BadRequestError);
+  assert.throws(() => s.since(s.gen + 1), BadRequestError);
+  assert.deepEqual(norm(s.since(start)), { upserts: { acls: [acl(901)] }, deletes: {} });
+  // Restarting tracking moves the start.
+  s.startTracking();
+  assert.throws(() => s.since(start), BadRequestError);
+  assert.deepEqual(s.since(s.gen), { upserts: {}, deletes: {} });
+  s.stopTracking();
+  assert.equal(s.tracking, false);
+  assert.throws(() => s.since(s.gen), /tracking is off/);
+});
+
+test("table-set - compaction of a long change log keeps later answers correct", () => {
+  const s = new TableSet();
+  s.apply({ upserts: { acls: Array.from({ length: 100 }, (_, i) => acl(i)) }, deletes: {} });
+  s.startTracking();
+  const start = s.gen;
+  // 6000 single-row changes: acl i%100 gets priority = step; every 7th step deletes acl-(step%100) instead.
+  const expectPriority = new Map<number, number | null>();
+  const byGen: number[] = [];
+  for (let step = 0; step < 6000; step++) {
+    const i = step % 100;
+    if (step % 7 === 0) {
+      s.apply({ upserts: {}, deletes: { acls: [`acl-${i}`] } });
+      expectPriority.set(i, null);
+    } else {
+      s.apply({ upserts: { acls: [acl(i, step % 60000)] }, deletes: {} });
+      expectPriority.set(i, step % 60000);
+    }
+    byGen.push(s.gen);
+  }
+  /** The expected change since generation g, computed from scratch. */
+  const expected = (g: number): ReturnType<typeof norm> => {
+    const touched = new Map<number, number | null>();
+    for (let step = 0; step < 6000; step++) {
+      if (byGen[step]! <= g) continue;
+      const i = step % 100;
+      touched.set(i, step % 7 === 0 ? null : step % 60000);
+    }
+    const ups: AclRow[] = [];
+    const dels: string[] = [];
+    for (const [i, p] of touched) (p === null ? dels.push(`acl-${i}`) : ups.push(acl(i, p)));
+    return norm({ upserts: ups.length ? { acls: ups } : {}, deletes: dels.length ? { acls: dels } : {} });
+  };
+  // Well past 4096 log entries: this call compacts.
+  const g1 = start + 5000;
+  assert.deepEqual(norm(s.since(g1)), expected(g1));
+  // Later generations are still answered correctly after the compaction.
+  for (const g of [g1, g1 + 1, g1 + 500, start + 5999, s.gen]) assert.deepEqual(norm(s.since(g)), expected(g), `since(${g})`);
+  // Generations dropped by the compaction are refused, not answered wrongly.
+  assert.throws(() => s.since(g1 - 1), BadRequestError);
+  assert.throws(() => s.since(start), BadRequestError);
+  // More changes after compaction, and a second compaction.
+  const more: number[] = [];
+  for (let step = 0; step < 5000; step++) {
+    s.apply({ upserts: { fdb: [{ mac: `52:54:00:00:${(step >> 8).toString(16).padStart(2, "0")}:${(step & 0xff).toString(16).padStart(2, "0")}`, vlan: 1, ifaceId: "x", ageSec: step, static: false } satisfies FdbRow] }, deletes: {} });
+    more.push(s.gen);
+  }
+  const g2 = more[4500]!;
+  const c2 = norm(s.since(g2));
+  assert.equal(c2.upserts.fdb?.length, 499);
+  assert.equal(c2.upserts.acls, undefined);
+  const g3 = more[4999]!;
+  assert.deepEqual(norm(s.since(g3)), { upserts: {}, deletes: {} });
+  const c4 = norm(s.since(more[4900]!));
+  assert.equal(c4.upserts.fdb?.length, 99);
+  assert.throws(() => s.since(g1), BadRequestError);
+  // The rows themselves are untouched by compaction.
+  assert.equal(s.count("fdb"), 5000);
+  assert.equal(s.count("acls"), Array.from(expectPriority.values()).filter((p) => p !== null).length);
+});
+
+test("table-set - since reports the changes of many rows in a single generation", () => {
+  const s = loaded();
+  s.startTracking();
+  const g = s.gen;
+  // One change with more than 4096 log entries: no entry is older than g, so nothing may be lost.
+  const ct = state.tables.conntrack;
+  const bigAcls = Array.from({ length: 5000 }, (_, i) => acl(10_000 + i));
+  s.apply({ upserts: { acls: bigAcls, conntrack: ct.map((r) => ({ ...r, timeoutSec: 9 })) }, deletes: {} });
+  const c = s.since(g);
+  assert.equal(c.upserts.acls?.length, 5000);
+  assert.equal(c.upserts.conntrack?.length, 500);
+  const g2 = s.gen;
+  s.apply({ upserts: {}, deletes: { acls: bigAcls.slice(0, 10).map((r) => r.id) } });
+  // This call skips 5500 entries (all at g2 or earlier) and compacts.
+  assert.deepEqual(norm(s.since(g2)), { upserts: {}, deletes: { acls: bigAcls.slice(0, 10).map((r) => r.id).sort() } });
+  assert.deepEqual(norm(s.since(g2)), { upserts: {}, deletes: { acls: bigAcls.slice(0, 10).map((r) => r.id).sort() } });
+});
+
+test("table-set - full() and rows() give every current row", () => {
+  const s = loaded();
+  const full = s.full();
+  for (const t of TABLE_NAMES) {
+    assert.equal(full[t].length, state.tables[t].length);
+    assert.equal(Array.from(s.rows(t as TableName)).length, state.tables[t].length);
+  }
+  assert.deepEqual(norm({ upserts: full, deletes: {} }), norm({ upserts: state.tables, deletes: {} }));
+});
+
+test("table-set - clear() while tracking reports the cleared keys as deletes", () => {
+  const s = new TableSet();
+  s.apply({ upserts: { acls: [acl(1), acl(2)] }, deletes: {} });
+  s.startTracking();
+  const g = s.gen;
+  s.clear();
+  assert.equal(s.count("acls"), 0);
+  assert.ok(s.gen > g);
+  // since(g) promises "keys gone now": a receiver applying this delta must end up empty too.
+  assert.deepEqual(norm(s.since(g)), { upserts: {}, deletes: { acls: ["acl-1", "acl-2"] } });
+});
