@@ -15,10 +15,13 @@ export interface Footprint {
   /** fdb entries [vlan, mac] added static at activation, to release at `holdUntilMs`. */
   heldFdb: [number, string][];
   holdUntilMs: number;
+  /** QoS and Queue row uuids the VM's ports used (root tables: deleted on release when unreferenced). */
+  qosRows: string[];
+  queueRows: string[];
 }
 
 export function emptyFootprint(): Footprint {
-  return { zones: {}, mirrors: [], heldFdb: [], holdUntilMs: 0 };
+  return { zones: {}, mirrors: [], heldFdb: [], holdUntilMs: 0, qosRows: [], queueRows: [] };
 }
 
 export class FootprintStore {

@@ -30,6 +30,7 @@ import { FootprintStore, type Footprint } from "./footprint.js";
 import { Inventory, type VmIface } from "./inventory.js";
 import { releaseMirrorOps, mirrorOps, readMirrors } from "./mirrors.js";
 import { OvsdbClient, type OvsdbOp } from "./ovsdb-client.js";
+import { uuidMapOf } from "./ovsdb-data.js";
 import { resolveOvsOptions, type OvsBackendOptions, type ResolvedOvsOptions } from "./options.js";
 import { deletePortsOp, portOps, readPorts } from "./ports.js";
 import { clearQosOps, qosOps, readQos } from "./qos.js";
@@ -162,7 +163,15 @@ export class OvsBackend implements Backend {
     tables.fdb = fdb;
     tables.conntrack = conntrack;
     if (ifaces.length) {
-      await this.footprints.save(vmId, { ...fp, zones: { ...fp.zones, ...zones }, mirrors: [...new Set([...fp.mirrors, ...tables.mirrors.map((m) => m.name)])].sort() });
+      const qosRows = ifaces.map((i) => i.port.qos).filter((q): q is string => q !== null);
+      const queueRows = qosRows.flatMap((q) => [...uuidMapOf(inv.qos.get(q)?.queues).values()]);
+      await this.footprints.save(vmId, {
+        ...fp,
+        zones: { ...fp.zones, ...zones },
+        mirrors: [...new Set([...fp.mirrors, ...tables.mirrors.map((m) => m.name)])].sort(),
+        qosRows: [...new Set(qosRows)].sort(),
+        queueRows: [...new Set(queueRows)].sort(),
+      });
     }
     return { tables, inv, ifaces, cookie };
   }
@@ -583,6 +592,22 @@ export class OvsBackend implements Backend {
         }
       }
       for (const i of ifaces) txn.push(...clearQosOps(i, inv, vmId));
+      // QoS rows the VM used whose ports are already gone (root rows do not vanish with them).
+      const referenced = new Set([...inv.allPortQos.values()].filter((q): q is string => q !== null));
+      const dropping = new Set(ifaces.map((i) => i.port.qos).filter((q): q is string => q !== null));
+      for (const q of fp.qosRows) {
+        if (inv.qos.has(q) && !referenced.has(q) && !dropping.has(q)) {
+          dropping.add(q);
+          txn.push({ op: "delete", table: "QoS", where: [["_uuid", "==", ["uuid", q]]] });
+        }
+      }
+      const queueUsed = new Set<string>();
+      for (const [u, r] of inv.qos) if (!dropping.has(u)) for (const qu of uuidMapOf(r.queues).values()) queueUsed.add(qu);
+      for (const qu of fp.queueRows) {
+        if (inv.queues.has(qu) && !queueUsed.has(qu) && !txn.some((op) => op.table === "Queue" && JSON.stringify(op.where).includes(qu))) {
+          txn.push({ op: "delete", table: "Queue", where: [["_uuid", "==", ["uuid", qu]]] });
+        }
+      }
       const toDelete = ifaces.filter((i) => o.removePorts || i.type !== "system" && i.type !== "").map((i) => i.port.uuid);
       txn.push(...deletePortsOp([...new Set(toDelete)], inv));
       if (txn.length) await this.db.transact(txn, `release of VM ${vmId}`);
