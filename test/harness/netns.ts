@@ -38,6 +38,8 @@ export class NetnsLab {
     await sh(["ip", "netns", "add", ns]);
     this.namespaces.push(ns);
     await sh(["ip", "-n", ns, "link", "set", "lo", "up"]);
+    // No IPv6: its neighbour discovery chatter would add fdb entries and packets no test asked for.
+    await this.exec(ns, ["sysctl", "-q", "-w", "net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1"], { check: false });
     return ns;
   }
 
