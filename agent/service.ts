@@ -103,8 +103,16 @@ export class Agent {
     }
     const key = op === AgentOp.inventory ? "" : env.vmId;
     const prev = this.queues.get(key) ?? Promise.resolve();
-    const run = prev.then(() => this.handle(op, env)).then(
-      (result) => msg.respond(encodeReply(true, result)),
+    const received = performance.now();
+    let began = 0;
+    const run = prev.then(() => {
+      began = performance.now();
+      return this.handle(op, env);
+    }).then(
+      (result) => {
+        msg.respond(encodeReply(true, result));
+        if (this.log.isLevelEnabled("debug")) this.log.debug({ op, kind: env.kind, vmId: env.vmId, queuedMs: +(began - received).toFixed(2), ms: +(performance.now() - began).toFixed(2) }, "command done");
+      },
       (err) => this.replyError(msg, err, op, env),
     );
     this.queues.set(key, run);
@@ -264,7 +272,8 @@ export class Agent {
     checkHostId(req.dstHostId, "transfer request.dstHostId");
     this.fence(env, "transfer");
     const v = await this.liveOrThrow(env.vmId);
-    if (req.final && !v.frozen) throw new WrongPhaseError(`the final transfer of VM ${env.vmId} needs it frozen first`, { vmId: env.vmId, migrationId: env.migrationId });
+    if (req.freeze && !v.frozen) await this.freezeVm(env);
+    else if (req.final && !v.frozen) throw new WrongPhaseError(`the final transfer of VM ${env.vmId} needs it frozen first`, { vmId: env.vmId, migrationId: env.migrationId });
     const read = await this.backend.read(env.vmId, req.sinceGen);
     const zones = await this.backend.portZones(env.vmId);
     const sent = await sendRound(this.nc, read, {
@@ -279,10 +288,14 @@ export class Agent {
     this.fence(env, "freeze");
     await this.liveOrThrow(env.vmId);
     const frozenAtMs = Date.now();
-    await this.backend.setFrozen(env.vmId, true);
-    this.epochs.update(env.vmId, { frozenBy: env.migrationId });
+    await this.freezeVm(env);
     const v = await this.liveOrThrow(env.vmId);
     return { gen: v.gen, digest: v.digest, frozenAtMs };
+  }
+
+  private async freezeVm(env: Envelope): Promise<void> {
+    await this.backend.setFrozen(env.vmId, true);
+    this.epochs.update(env.vmId, { frozenBy: env.migrationId });
   }
 
   private async thaw(env: Envelope): Promise<{ ok: true }> {

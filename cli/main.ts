@@ -15,7 +15,7 @@ import { evacuateCommand, evacuateFlags, migrateCommand, migrateFlags, watchComm
 const USAGE = `netmig — moves a VM's network state with it when it live-migrates
 
 daemons
-  netmig agent --host-id <id> [--nats <url>] [--backend memory] [--state-dir <dir>] [--churn <entries/s>]
+  netmig agent --host-id <id> [--nats <url>] [--backend memory] [--state-dir <dir>] [--churn <entries/s|N%>]
   netmig coordinator [--nats <url>] [--grpc <addr>] [--id <id>] [--replicas <n>] [--tls-cert <f> --tls-key <f> [--tls-ca <f>]]
 
 migrations (talk to the coordinator: --coordinator <host:port> or NETMIG_COORDINATOR, default 127.0.0.1:50051)

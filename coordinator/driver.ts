@@ -157,12 +157,12 @@ export class MigrationDriver {
   }
 
   /** One pre-copy round: full when `sinceGen` is null. */
-  private async round(sinceGen: number | null, final: boolean, epoch = this.rec.value.epoch, timeoutMs?: number) {
+  private async round(sinceGen: number | null, final: boolean, epoch = this.rec.value.epoch, timeoutMs?: number, freeze = false) {
     const p = this.rec.value.progress;
     const round = this.rec.value.nextRound;
     this.rec.value = { ...this.rec.value, nextRound: round + 1 };
     const res = await this.deps.agents.transfer(this.target("src", epoch), {
-      dstHostId: this.rec.value.dst, sinceGen, final, round, ...(timeoutMs !== undefined ? { timeoutMs } : {}),
+      dstHostId: this.rec.value.dst, sinceGen, final, round, ...(freeze ? { freeze } : {}), ...(timeoutMs !== undefined ? { timeoutMs } : {}),
     });
     const progress = this.progress({
       round, rowsSent: p.rowsSent + res.rows, bytesSent: p.bytesSent + res.bytes, chunksSent: p.chunksSent + res.chunks + 1,
@@ -207,18 +207,18 @@ export class MigrationDriver {
     const r = () => this.rec.value;
     const budget = r().options.freezeBudgetMs;
     await this.save({ phase: Phase.Frozen }, "freezing the source");
+    // One command freezes the source and sends the final delta; the freeze
+    // window runs from here to the destination's activation.
     const t0 = performance.now();
-    await this.deps.agents.freeze(this.target("src"));
-    const left = budget - (performance.now() - t0);
-    if (left <= 0) throw new FreezeBudgetExceededError(`freezing the source took ${(performance.now() - t0).toFixed(1)} ms, over the ${budget} ms freeze budget`, { migrationId: this.id, vmId: r().vmId });
     let final;
     try {
-      final = await this.round(r().options.stopAndCopy ? null : r().sealedGen, true, r().epoch, Math.max(1, Math.floor(left)));
+      final = await this.round(r().options.stopAndCopy ? null : r().sealedGen, true, r().epoch, budget, true);
     } catch (err) {
       if (asNetmigError(err).code === ErrorCode.Timeout) throw new FreezeBudgetExceededError(`the final transfer did not finish within the ${budget} ms freeze budget`, { migrationId: this.id, vmId: r().vmId }, { cause: err });
       throw err;
     }
-    const frozenMs = performance.now() - t0;
+    const tFinal = performance.now();
+    const frozenMs = tFinal - t0;
     if (frozenMs > budget) throw new FreezeBudgetExceededError(`the final delta took ${frozenMs.toFixed(1)} ms, over the ${budget} ms freeze budget`, { migrationId: this.id, vmId: r().vmId });
     this.checkAbort();
     // TRANSFERRED is reported, and recorded with the commit: both leave the
@@ -227,9 +227,12 @@ export class MigrationDriver {
     this.deps.publish({ ...r(), phase: Phase.Transferred }, `final delta: ${final.rows} rows; digests match`);
     const history = [...r().history, { phase: Phase.Transferred, atMs: transferredAt, note: `final delta ${final.rows} rows` }];
     await this.save({ phase: Phase.Committed, history, progress: this.progress({ finalRows: final.rows }) }, `committed: owner ${r().dst}, epoch ${r().epoch + 1}`);
+    const tCommit = performance.now();
     const act = await this.deps.agents.activate(this.target("dst", r().epoch + 1));
-    const freezeWindowMs = performance.now() - t0;
-    await this.save({ phase: Phase.Activated, progress: this.progress({ freezeWindowMs, dstDigest: act.digest }) }, `active on ${r().dst} after a ${freezeWindowMs.toFixed(1)} ms freeze window`);
+    const tActive = performance.now();
+    const freezeWindowMs = tActive - t0;
+    const steps = `freeze + final delta ${(tFinal - t0).toFixed(1)}, commit ${(tCommit - tFinal).toFixed(1)}, activate ${(tActive - tCommit).toFixed(1)} ms`;
+    await this.save({ phase: Phase.Activated, progress: this.progress({ freezeWindowMs, dstDigest: act.digest }) }, `active on ${r().dst} after a ${freezeWindowMs.toFixed(1)} ms freeze window (${steps})`);
     if (act.digest !== r().progress.srcDigest) this.deps.log.error({ migrationId: this.id, src: r().progress.srcDigest, dst: act.digest }, "activated digest differs from the source's");
     await this.setOwner(r().dst, r().epoch + 1, r().id);
   }

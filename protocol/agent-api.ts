@@ -84,6 +84,8 @@ export interface TransferRequest {
   sinceGen: number | null;
   /** The final delta of a frozen VM. */
   final: boolean;
+  /** Freeze the VM first (with `final`): one command from "frozen" to "final delta sent". */
+  freeze?: boolean;
   /** Pre-copy round number (0 = the first, full round). */
   round: number;
   /** Target size of one chunk in bytes (below the server's max_payload). */
@@ -172,6 +174,10 @@ export function parseTransferRequest(body: unknown): TransferRequest {
     final: o.final,
     round: optUint(o, "round", "transfer request", 1_000_000) ?? 0,
   };
+  if (o.freeze === true) {
+    if (!o.final) throw new BadRequestError("transfer request.freeze needs final: true");
+    req.freeze = true;
+  }
   const maxChunkBytes = optUint(o, "maxChunkBytes", "transfer request", 64 * 1024 * 1024);
   const window = optUint(o, "window", "transfer request", 256);
   const timeoutMs = optUint(o, "timeoutMs", "transfer request", 3_600_000);

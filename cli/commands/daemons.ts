@@ -4,6 +4,8 @@ import { join } from "node:path";
 import { runAgent, runCoordinator } from "../daemons.js";
 import { int, optInt, optStr, str, type Flags } from "../args.js";
 import { onShutdown } from "../signals.js";
+import { BadRequestError } from "../../protocol/errors.js";
+import type { ChurnOptions } from "../../agent/backends/memory/churn.js";
 
 export const agentFlags = {
   "host-id": { type: "string" }, nats: { type: "string" }, backend: { type: "string" }, "state-dir": { type: "string" },
@@ -14,14 +16,23 @@ export async function agentCommand(flags: Flags): Promise<void> {
   const hostId = str(flags, "host-id");
   const backend = str(flags, "backend", "memory");
   const stateDir = str(flags, "state-dir", join(process.cwd(), ".netmig", hostId));
-  const churn = optInt(flags, "churn", 0, 10_000_000);
+  const churn = parseChurn(optStr(flags, "churn"));
   const firstZone = optInt(flags, "first-zone", 1, 65000);
   const d = await runAgent({
     hostId, natsUrl: str(flags, "nats", "nats://127.0.0.1:4222"), stateDir,
-    backend: { kind: backend, memory: { stateDir, ...(firstZone ? { firstZone } : {}), ...(churn ? { churn: { rowsPerSec: churn } } : {}) } },
+    backend: { kind: backend, memory: { stateDir, ...(firstZone ? { firstZone } : {}), ...(churn ? { churn } : {}) } },
     ...(flags["heartbeat-ms"] ? { heartbeatMs: int(flags, "heartbeat-ms", 1000, 50, 60_000) } : {}),
   });
   onShutdown(() => d.close());
+}
+
+/** `--churn 500` (entries/s per VM) or `--churn 1%` (of each VM's conntrack entries per second). */
+function parseChurn(v: string | undefined): ChurnOptions | null {
+  if (!v) return null;
+  const m = /^(\d+(?:\.\d+)?)(%?)$/.exec(v);
+  if (!m) throw new BadRequestError(`--churn must be entries per second (e.g. 500) or a percentage (e.g. 1%), got ${JSON.stringify(v)}`);
+  const n = Number(m[1]);
+  return m[2] ? { percentPerSec: n } : { rowsPerSec: n };
 }
 
 export const coordinatorFlags = {

@@ -29,12 +29,14 @@ type Canon = (row: Record<string, unknown>) => string;
 function canonFor(table: TableName): Canon {
   const fields = TABLES[table].fields.filter((fl) => !fl.local);
   const names = fields.map((fl) => fl.name);
-  const json = fields.map((fl) => fl.type === "json");
+  const kinds = fields.map((fl) => (fl.type === "json" ? 2 : fl.type === "str" ? 1 : 0));
+  // Each field is length-prefixed, so no value can imitate a field boundary.
   return (row) => {
     let s = table;
     for (let i = 0; i < names.length; i++) {
       const v = row[names[i]!];
-      s += "\u001f" + (json[i] ? canonicalJson(v) : typeof v === "boolean" ? (v ? "1" : "0") : String(v));
+      const text = kinds[i] === 2 ? canonicalJson(v) : kinds[i] === 1 ? (v as string) : typeof v === "boolean" ? (v ? "1" : "0") : String(v);
+      s += `|${text.length}:${text}`;
     }
     return s;
   };

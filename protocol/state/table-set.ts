@@ -57,19 +57,26 @@ export class TableSet {
   }
 
   /** Applies a change as one new generation; returns it. */
-  apply(change: Change, map?: (table: TableName, row: Row) => Row): number {
+  apply(change: Change): number {
     this.gen++;
     for (const t of TABLE_NAMES) {
       for (const key of change.deletes[t] ?? []) this.remove(t, key);
-      for (const row of (change.upserts[t] ?? []) as unknown as Row[]) this.upsert(t, map ? map(t, row) : row);
+      for (const row of (change.upserts[t] ?? []) as unknown as Row[]) this.upsert(t, row);
     }
     return this.gen;
   }
 
+  /** Removes every row as one new generation (logged as deletions while tracking). */
   clear(): void {
-    for (const t of TABLE_NAMES) for (const row of this.map(t).values()) this.digest.remove(t, row);
-    for (const m of this.maps.values()) m.clear();
     this.gen++;
+    for (const t of TABLE_NAMES) {
+      const m = this.map(t);
+      for (const [key, row] of m) {
+        this.digest.remove(t, row);
+        this.note(t, key);
+      }
+      m.clear();
+    }
   }
 
   get(table: TableName, key: string): Row | undefined {

@@ -2,9 +2,11 @@
  * The messages of the state data path. A round (a full snapshot or a delta)
  * is a sequence of `chunk` messages followed by one `seal`:
  *
- *   chunk  { round, baseGen, gen, blocks: ColumnBlock[], deletes, zones }
+ *   chunk  { round, baseGen, gen, blocks: ColumnBlock[], deletes, zones, seal? }
  *   seal   { round, baseGen, gen, chunks, digest, tables, final }
  *
+ * A round small enough for one message sends a single chunk that carries
+ * its seal inline (one round trip; the receiver answers `{ seal }`).
  * Each is a NATS request answered with an ack, so the sender knows what
  * arrived. A chunk is idempotent by (migrationId, seq): the receiver skips a
  * seq it has applied. The seal carries the sender's digest at `gen`; the
@@ -27,6 +29,8 @@ export interface ChunkBody {
   deletes: Partial<Record<TableName, string[]>>;
   /** The sender's conntrack zone per ifaceId (for remapping). */
   zones: Record<string, number>;
+  /** Present on the only chunk of a one-message round. */
+  seal?: SealBody;
 }
 
 export interface SealBody {
@@ -51,8 +55,8 @@ function parseGen(o: Record<string, unknown>, what: string): { baseGen: number |
   return { baseGen, gen, round: optUint(o, "round", what, 1_000_000) ?? 0 };
 }
 
-/** Validates a chunk body and decodes its blocks into a delta. */
-export function parseChunk(body: unknown, vmId: string): { chunk: Omit<ChunkBody, "blocks">; delta: StateDelta } {
+/** Validates a chunk body and decodes its blocks into a delta (and its inline seal, if any). */
+export function parseChunk(body: unknown, vmId: string): { chunk: Omit<ChunkBody, "blocks">; delta: StateDelta; seal: SealBody | null } {
   const o = asObject(body, "chunk");
   const g = parseGen(o, "chunk");
   if (!Array.isArray(o.blocks)) throw new BadRequestError("chunk.blocks must be an array");
@@ -75,7 +79,8 @@ export function parseChunk(body: unknown, vmId: string): { chunk: Omit<ChunkBody
     if (typeof z !== "number" || !Number.isInteger(z) || z < 0 || z > 0xffff) throw new BadRequestError(`chunk.zones.${ifaceId} must be a zone number`);
     zones[ifaceId] = z;
   }
-  return { chunk: { ...g, deletes, zones }, delta: { vmId, baseGen: g.baseGen, gen: g.gen, upserts, deletes } };
+  const seal = o.seal === undefined || o.seal === null ? null : parseSeal(o.seal);
+  return { chunk: { ...g, deletes, zones }, delta: { vmId, baseGen: g.baseGen, gen: g.gen, upserts, deletes }, seal };
 }
 
 export function parseSeal(body: unknown): SealBody {

@@ -10,7 +10,7 @@
 import { BadRequestError, DigestMismatchError } from "../errors.js";
 import type { StateDelta } from "../state/model.js";
 import { digestDiff } from "../state/digest.js";
-import { parseChunk, parseSeal, type SealReply } from "./chunks.js";
+import { parseChunk, parseSeal, type SealBody, type SealReply } from "./chunks.js";
 
 export interface StageTarget {
   /** Drops everything received so far (a full snapshot follows). */
@@ -48,8 +48,10 @@ export class RoundReceiver {
     this.finalSealed = false;
   }
 
-  async onChunk(seq: number, body: unknown): Promise<{ seq: number; applied: boolean }> {
-    const { chunk, delta } = parseChunk(body, this.vmId);
+  /** A chunk; one that carries `seal` is a whole round in one message, answered with the seal reply. */
+  async onChunk(seq: number, body: unknown): Promise<{ seq: number; applied: boolean; seal?: SealReply }> {
+    const { chunk, delta, seal } = parseChunk(body, this.vmId);
+    if (this.lastSeal?.seq === seq) return { seq, applied: false, seal: this.lastSeal.reply };
     if (chunk.round < this.round) return { seq, applied: false };
     if (chunk.round > this.round) await this.beginRound(chunk.round, chunk.baseGen);
     if (this.seen.has(seq)) return { seq, applied: false };
@@ -58,7 +60,8 @@ export class RoundReceiver {
     this.chunksThisRound++;
     for (const list of Object.values(delta.upserts)) this.rows += list?.length ?? 0;
     for (const list of Object.values(delta.deletes)) this.rows += list?.length ?? 0;
-    return { seq, applied: true };
+    if (!seal) return { seq, applied: true };
+    return { seq, applied: true, seal: await this.sealRound(seq, { ...seal, chunks: this.chunksThisRound }) };
   }
 
   async onSeal(seq: number, body: unknown): Promise<SealReply> {
@@ -66,6 +69,10 @@ export class RoundReceiver {
     const seal = parseSeal(body);
     if (seal.round < this.round) throw new BadRequestError(`seal of round ${seal.round} arrived after round ${this.round} began`, { vmId: this.vmId });
     if (seal.round > this.round) await this.beginRound(seal.round, seal.baseGen);
+    return this.sealRound(seq, seal);
+  }
+
+  private async sealRound(seq: number, seal: SealBody): Promise<SealReply> {
     if (seal.chunks !== this.chunksThisRound) {
       throw new BadRequestError(`round ${seal.round} was sealed after ${seal.chunks} chunks but ${this.chunksThisRound} arrived`, { vmId: this.vmId });
     }

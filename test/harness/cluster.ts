@@ -65,8 +65,8 @@ export interface ClusterOptions {
   agents?: string[];
   /** Extra environment for the coordinator (fault injection). */
   coordinatorEnv?: Record<string, string>;
-  /** Churn (entries/s) on every agent. Default 0. */
-  churn?: number;
+  /** Churn on every agent: entries/s per VM, or "1%" of each VM's conntrack per second. Default none. */
+  churn?: number | string;
 }
 
 export class Cluster {
@@ -98,11 +98,11 @@ export class Cluster {
   }
 
   private spawn(name: string, args: string[], env: Record<string, string> = {}): Proc {
-    const child = spawn(process.execPath, [MAIN, ...args], { env: { ...process.env, NETMIG_LOG_LEVEL: "info", ...env }, stdio: ["ignore", "pipe", "pipe"] });
+    const child = spawn(process.execPath, [MAIN, ...args], { env: { ...process.env, NETMIG_LOG_LEVEL: process.env.NETMIG_LOG_LEVEL ?? "info", ...env }, stdio: ["ignore", "pipe", "pipe"] });
     return new Proc(name, child);
   }
 
-  async startAgent(hostId: string, churn = this.opts.churn ?? 0): Promise<Proc> {
+  async startAgent(hostId: string, churn: number | string = this.opts.churn ?? 0): Promise<Proc> {
     const p = this.spawn(`agent ${hostId}`, ["agent", "--host-id", hostId, "--nats", this.nats.url, "--state-dir", join(this.dir, hostId), "--heartbeat-ms", "200", ...(churn ? ["--churn", String(churn)] : [])]);
     this.agents.set(hostId, p);
     await waitFor(async () => {

@@ -30,6 +30,8 @@ export interface MemoryBackendOptions {
   churn?: ChurnOptions;
   /** Called when churn hits an unexpected error. */
   onChurnError?: (err: unknown) => void;
+  /** How often journals are checked for compaction, ms. Default 5000. */
+  maintenanceMs?: number;
 }
 
 interface Live {
@@ -57,6 +59,7 @@ export class MemoryBackend implements Backend {
   private readonly vmsDir: string | null;
   private readonly stagedDir: string | null;
   private closed = false;
+  private maintenance: NodeJS.Timeout | null = null;
 
   constructor(private readonly opts: MemoryBackendOptions) {
     this.vmsDir = opts.stateDir ? ensureDir(join(opts.stateDir, "vms")) : null;
@@ -64,7 +67,18 @@ export class MemoryBackend implements Backend {
     this.ids = new LocalIds(opts.stateDir ? join(opts.stateDir, "local-ids.json") : null, opts.firstZone ?? 1);
   }
 
+  /** Compacts journals of live, unfrozen VMs that outgrew their snapshots. */
+  private maintain(): void {
+    for (const [vmId, l] of this.live) {
+      if (!l.frozen && l.file?.wantsCompaction) {
+        l.file.compact(l.set, { frozen: false, sealed: false }).catch((err) => this.opts.onChurnError?.(new Error(`compacting VM ${vmId}'s journal failed: ${(err as Error).message}`)));
+      }
+    }
+  }
+
   async start(): Promise<void> {
+    this.maintenance = setInterval(() => this.maintain(), this.opts.maintenanceMs ?? 5000);
+    this.maintenance.unref();
     if (this.vmsDir) {
       for (const name of listSets(this.vmsDir)) {
         const file = new SetFile(this.vmsDir, name);
@@ -90,8 +104,10 @@ export class MemoryBackend implements Backend {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    if (this.maintenance) clearInterval(this.maintenance);
     for (const l of this.live.values()) {
       l.stopChurn?.();
+      await l.file?.settle();
       l.file?.close();
     }
     for (const s of this.stagedAreas.values()) s.file?.close();
@@ -163,8 +179,9 @@ export class MemoryBackend implements Backend {
       l.file?.snapshot(l.set, { frozen: false, sealed: false });
     }
     if (l.frozen) throw new VmMigratingError(`VM ${vmId} is migrating: its network state is frozen and cannot be changed`, { vmId });
-    const gen = l.set.apply(change, (t, row) => (t === "ports" ? this.localizePort(row) : row));
-    l.file?.append(l.set, change, { frozen: l.frozen, sealed: false });
+    const stored = mapChange(change, (t, row) => (t === "ports" ? this.localizePort(row) : row));
+    const gen = l.set.apply(stored);
+    l.file?.append(l.set, stored);
     return gen;
   }
 
@@ -176,7 +193,7 @@ export class MemoryBackend implements Backend {
     const l = this.getLive(vmId);
     if (l.frozen === frozen) return;
     l.frozen = frozen;
-    l.file?.append(l.set, null, { frozen, sealed: false }, { frozen });
+    l.file?.append(l.set, null, { frozen });
   }
 
   private stagedFor(vmId: string): Staged[] {
@@ -195,8 +212,7 @@ export class MemoryBackend implements Backend {
     // Remap host-local ids now, so activation only flips a switch.
     const zoneToIface = new Map<number, string>();
     for (const [iface, z] of Object.entries(remap.srcPortZones)) zoneToIface.set(z, iface);
-    const change: Change = { upserts: delta.upserts, deletes: delta.deletes };
-    s.set.apply(change, (t, row) => {
+    const stored = mapChange({ upserts: delta.upserts, deletes: delta.deletes }, (t, row) => {
       if (t === "ports") return this.localizePort(row);
       if (t === "conntrack") {
         const iface = zoneToIface.get(row.zone as number);
@@ -207,15 +223,17 @@ export class MemoryBackend implements Backend {
       }
       return row;
     });
+    s.set.apply(stored);
+    const wasSealed = s.sealed;
     s.sealed = false;
-    s.file?.append(s.set, change, { frozen: false, sealed: false });
+    s.file?.append(s.set, stored, wasSealed ? { sealed: false } : {});
   }
 
   async seal(vmId: string, stagingId: string): Promise<void> {
     const s = this.stagedAreas.get(stageKey(vmId, stagingId));
     if (!s) throw new BadRequestError(`nothing is staged for VM ${vmId} under ${stagingId}`, { vmId });
     s.sealed = true;
-    s.file?.append(s.set, null, { frozen: false, sealed: true }, { sealed: true });
+    s.file?.append(s.set, null, { sealed: true });
   }
 
   private stagedSummary(s: Staged): StagedSummary {
@@ -242,6 +260,7 @@ export class MemoryBackend implements Backend {
     if (existing) throw new BadRequestError(`VM ${vmId} is already live on this host`, { vmId });
     this.stagedAreas.delete(key);
     const file = s.file && this.vmsDir ? s.file.renameTo(this.vmsDir, encodeURIComponent(vmId)) : null;
+    file?.adoptJournalAsBaseline();
     const l = this.addLive(vmId, s.set, false, file);
     return this.summary(vmId, l);
   }
@@ -268,6 +287,15 @@ export class MemoryBackend implements Backend {
   rowsOf(vmId: string, table: TableName): Row[] {
     return Array.from(this.getLive(vmId).set.rows(table));
   }
+}
+
+/** The change as it is stored: rows passed through `map` (host-local ids filled in). */
+function mapChange(change: Change, map: (table: TableName, row: Row) => Row): Change {
+  const upserts: Change["upserts"] = {};
+  for (const [t, rows] of Object.entries(change.upserts) as unknown as [TableName, Row[]][]) {
+    (upserts as Record<string, Row[]>)[t] = rows.map((r) => map(t, r));
+  }
+  return { upserts, deletes: change.deletes };
 }
 
 function stageKey(vmId: string, stagingId: string): string {

@@ -12,7 +12,9 @@ import type { TableSet } from "../../../protocol/state/table-set.js";
 
 export interface ChurnOptions {
   /** Changed rows per second, per VM. */
-  rowsPerSec: number;
+  rowsPerSec?: number;
+  /** Or: percent of the VM's conntrack entries changed per second. */
+  percentPerSec?: number;
   /** Tick interval, ms. Default 20. */
   tickMs?: number;
 }
@@ -21,21 +23,25 @@ const TCP_STATES = ["ESTABLISHED", "ESTABLISHED", "ESTABLISHED", "FIN_WAIT", "TI
 
 let serial = 0;
 
-/** Keys of a table, refreshed now and then, for O(1) random picks. */
+/**
+ * Walks a table's rows across ticks with one persistent iterator (Map
+ * iterators survive changes to the map), so a tick costs O(rows picked),
+ * never a copy of the table.
+ */
 export class KeySample {
-  private keys: string[] = [];
-  private takenAt = 0;
+  private it: Iterator<Record<string, unknown>> | null = null;
 
   pick(set: TableSet, table: "conntrack" | "fdb", n: number): Record<string, unknown>[] {
-    const now = Date.now();
-    if (now - this.takenAt > 2000 || this.keys.length === 0) {
-      this.keys = Array.from(set.maps.get(table)!.keys());
-      this.takenAt = now;
-    }
     const out: Record<string, unknown>[] = [];
-    for (let i = 0; i < n * 2 && out.length < n && this.keys.length > 0; i++) {
-      const row = set.get(table, this.keys[Math.floor(Math.random() * this.keys.length)]!);
-      if (row) out.push(row);
+    for (let restarts = 0; out.length < n && restarts < 2; ) {
+      this.it ??= set.rows(table);
+      const next = this.it.next();
+      if (next.done) {
+        this.it = null;
+        restarts++;
+        continue;
+      }
+      out.push(next.value);
     }
     return out;
   }
@@ -83,7 +89,8 @@ export function startChurn(write: (change: Change) => void, set: () => TableSet 
   const timer = setInterval(() => {
     const s = set();
     if (!s) return;
-    carry += (opts.rowsPerSec * tickMs) / 1000;
+    const rate = opts.rowsPerSec ?? ((opts.percentPerSec ?? 0) / 100) * s.count("conntrack");
+    carry += (rate * tickMs) / 1000;
     const n = Math.floor(carry);
     if (n < 1) return;
     carry -= n;

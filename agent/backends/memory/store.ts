@@ -1,8 +1,8 @@
 /**
  * Persistence for the memory backend: per table set, a snapshot file plus an
  * append-only journal of changes, so an agent restart (even a SIGKILL) loses
- * nothing that was acknowledged. The journal is compacted into a new
- * snapshot once it outgrows the snapshot.
+ * nothing that was acknowledged. The owner compacts the journal into a new
+ * snapshot once it outgrows the snapshot, when idle (never in a freeze window).
  *
  *   <dir>/<name>.snap      msgpack { gen, frozen, sealed, blocks }
  *   <dir>/<name>.journal   records: u32 length + msgpack { gen, u, d, f?, s? }
@@ -11,7 +11,8 @@
  * everything it acknowledged in the kernel's page cache. A torn last record
  * (machine crash mid-write) is ignored on load.
  */
-import { closeSync, existsSync, fstatSync, mkdirSync, openSync, readFileSync, readdirSync, renameSync, rmSync, writeSync, writeFileSync } from "node:fs";
+import { closeSync, existsSync, fstatSync, mkdirSync, openSync, readFileSync, readdirSync, renameSync, rmSync, statSync, writeSync, writeFileSync } from "node:fs";
+import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { decodeBlock, encodeBlock } from "../../../protocol/codec/columnar.js";
 import { pack, unpack } from "../../../protocol/codec/packr.js";
@@ -44,11 +45,22 @@ function decodeChange(rec: { u?: unknown; d?: unknown }): Change {
   return change;
 }
 
-/** One persisted table set (a live VM or a staging area) in a directory. */
+/**
+ * One persisted table set (a live VM or a staging area) in a directory.
+ *
+ * Compaction never blocks for long: it cuts at the current generation (rows
+ * are immutable, so a copy of the row references is a consistent view),
+ * rotates the journal to `<name>.journal.next` so writes go on, encodes the
+ * snapshot in slices between event-loop turns, and then renames: snapshot
+ * first, journal second. A crash at any point replays to the same state:
+ * replaying the old journal over the new snapshot ends at the cut.
+ */
 export class SetFile {
   private fd: number | null = null;
   private journalBytes = 0;
   private snapBytes = 0;
+  private compacting: Promise<void> | null = null;
+  private removed = false;
 
   constructor(private readonly dir: string, readonly name: string) {}
 
@@ -58,8 +70,15 @@ export class SetFile {
   private get journalPath(): string {
     return join(this.dir, `${this.name}.journal`);
   }
+  private get nextJournalPath(): string {
+    return join(this.dir, `${this.name}.journal.next`);
+  }
+  /** Where appends go: the rotated journal while a compaction runs. */
+  private get writePath(): string {
+    return this.compacting ? this.nextJournalPath : this.journalPath;
+  }
 
-  /** Writes a full snapshot atomically and starts an empty journal. */
+  /** Writes a full snapshot at once (new, small or shutting-down sets) and starts an empty journal. */
   snapshot(set: TableSet, meta: SetMeta): void {
     const blocks = TABLE_NAMES.filter((t) => set.count(t) > 0).map((t) => encodeBlock(t, Array.from(set.rows(t))));
     const data = pack({ gen: set.gen, frozen: meta.frozen, sealed: meta.sealed, blocks });
@@ -72,10 +91,54 @@ export class SetFile {
     this.journalBytes = 0;
   }
 
+  /** True once the journal has outgrown the snapshot (call `compact()` when idle). */
+  get wantsCompaction(): boolean {
+    return !this.compacting && this.journalBytes > Math.max(8 * 1024 * 1024, this.snapBytes * 2);
+  }
+
+  /** Counts the current journal as the state's size (a staging area's journal holds the whole state). */
+  adoptJournalAsBaseline(): void {
+    this.snapBytes = Math.max(this.snapBytes, this.journalBytes);
+  }
+
+  /** Compacts without blocking the event loop for more than a slice. */
+  compact(set: TableSet, meta: SetMeta, sliceRows = 4096): Promise<void> {
+    if (this.compacting) return this.compacting;
+    const gen = set.gen;
+    const cut = TABLE_NAMES.map((t) => [t, Array.from(set.rows(t))] as const).filter(([, rows]) => rows.length > 0);
+    this.closeJournal();
+    writeFileSync(this.nextJournalPath, new Uint8Array(0));
+    const run = (async () => {
+      const blocks: unknown[] = [];
+      for (const [t, rows] of cut) {
+        for (let i = 0; i < rows.length; i += sliceRows) {
+          blocks.push(encodeBlock(t, rows.slice(i, i + sliceRows)));
+          await new Promise((r) => setImmediate(r));
+        }
+      }
+      const data = pack({ gen, frozen: meta.frozen, sealed: meta.sealed, blocks });
+      const tmp = `${this.snapPath}.tmp`;
+      if (this.removed) return;
+      await writeFile(tmp, data);
+      // A set removed meanwhile must stay removed: its files must not come back.
+      if (this.removed) return void rmSync(tmp, { force: true });
+      renameSync(tmp, this.snapPath);
+      this.closeJournal();
+      renameSync(this.nextJournalPath, this.journalPath);
+      this.snapBytes = data.byteLength;
+    })();
+    this.compacting = run.finally(() => {
+      this.compacting = null;
+      if (this.removed) return;
+      this.journalBytes = existsSync(this.journalPath) ? statSync(this.journalPath).size : 0;
+    });
+    return this.compacting;
+  }
+
   private openJournal(): number {
     if (this.fd === null) {
-      this.fd = openSync(this.journalPath, "a");
-      this.journalBytes = fstatSync(this.fd).size;
+      this.fd = openSync(this.writePath, "a");
+      this.journalBytes = this.compacting ? this.journalBytes : fstatSync(this.fd).size;
     }
     return this.fd;
   }
@@ -85,8 +148,8 @@ export class SetFile {
     this.fd = null;
   }
 
-  /** Appends a change (and optional flag updates); compacts when the journal is large. */
-  append(set: TableSet, change: Change | null, meta: SetMeta, flags: Partial<SetMeta> = {}): void {
+  /** Appends a change (and optional flag updates). Never compacts: that is the owner's call, off the hot path. */
+  append(set: TableSet, change: Change | null, flags: Partial<SetMeta> = {}): void {
     const rec: Record<string, unknown> = { gen: set.gen, ...(change ? encodeChange(change) : { u: [], d: {} }) };
     if (flags.frozen !== undefined) rec.f = flags.frozen;
     if (flags.sealed !== undefined) rec.s = flags.sealed;
@@ -96,7 +159,6 @@ export class SetFile {
     const fd = this.openJournal();
     writeSync(fd, Buffer.concat([head, body]));
     this.journalBytes += 4 + body.byteLength;
-    if (this.journalBytes > Math.max(8 * 1024 * 1024, this.snapBytes * 2)) this.snapshot(set, meta);
   }
 
   /** Loads the set, or null when nothing was persisted under this name. */
@@ -110,27 +172,34 @@ export class SetFile {
     const base: Change = { upserts: {}, deletes: {} };
     for (const b of snap.blocks) {
       const { table, rows } = decodeBlock(b, `${this.name}.snap`);
-      (base.upserts as Record<TableName, unknown[]>)[table] = rows;
+      const list = ((base.upserts as Record<TableName, unknown[]>)[table] ??= []);
+      for (const r of rows) list.push(r);
     }
     set.apply(base);
     set.gen = snap.gen;
     meta.frozen = snap.frozen;
     meta.sealed = snap.sealed;
-    if (existsSync(this.journalPath)) {
-      const j = readFileSync(this.journalPath);
-      let off = 0;
-      while (off + 4 <= j.byteLength) {
-        const len = j.readUInt32LE(off);
-        if (off + 4 + len > j.byteLength) break; // torn tail
-        const rec = unpack(j.subarray(off + 4, off + 4 + len), MAX_FILE_BYTES) as { gen: number; u?: unknown; d?: unknown; f?: boolean; s?: boolean };
-        set.apply(decodeChange(rec));
-        set.gen = rec.gen;
-        if (rec.f !== undefined) meta.frozen = rec.f;
-        if (rec.s !== undefined) meta.sealed = rec.s;
-        off += 4 + len;
-      }
-    }
+    for (const path of [this.journalPath, this.nextJournalPath]) this.replay(path, set, meta);
+    // Fold an interrupted compaction's rotated journal back into one.
+    if (existsSync(this.nextJournalPath)) this.snapshot(set, meta);
     return { set, meta };
+  }
+
+  private replay(path: string, set: TableSet, meta: SetMeta): void {
+    if (!existsSync(path)) return;
+    const j = readFileSync(path);
+    let off = 0;
+    while (off + 4 <= j.byteLength) {
+      const len = j.readUInt32LE(off);
+      if (off + 4 + len > j.byteLength) break; // torn tail
+      const rec = unpack(j.subarray(off + 4, off + 4 + len), MAX_FILE_BYTES) as { gen: number; u?: unknown; d?: unknown; f?: boolean; s?: boolean };
+      set.apply(decodeChange(rec));
+      set.gen = rec.gen;
+      if (rec.f !== undefined) meta.frozen = rec.f;
+      if (rec.s !== undefined) meta.sealed = rec.s;
+      off += 4 + len;
+    }
+    if (path === this.journalPath) this.journalBytes = j.byteLength;
   }
 
   /** Moves this set's files to another name (staging area → live VM). */
@@ -140,17 +209,24 @@ export class SetFile {
     renameSync(this.snapPath, next.snapPath);
     if (existsSync(this.journalPath)) renameSync(this.journalPath, next.journalPath);
     else writeFileSync(next.journalPath, new Uint8Array(0));
+    next.snapBytes = this.snapBytes;
+    next.journalBytes = this.journalBytes;
     return next;
   }
 
   remove(): void {
+    this.removed = true;
     this.closeJournal();
-    rmSync(this.snapPath, { force: true });
-    rmSync(this.journalPath, { force: true });
+    for (const p of [this.snapPath, this.journalPath, this.nextJournalPath, `${this.snapPath}.tmp`]) rmSync(p, { force: true });
   }
 
   close(): void {
     this.closeJournal();
+  }
+
+  /** Waits for a compaction in progress. */
+  async settle(): Promise<void> {
+    await this.compacting?.catch(() => undefined);
   }
 }
 
