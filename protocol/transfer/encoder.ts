@@ -1,0 +1,128 @@
+/**
+ * Turns one round (a full snapshot or a delta) into the encoded messages of
+ * the state data path, lazily, so the sender can put the first chunk on the
+ * wire while the next is being encoded.
+ *
+ * Blocks of several tables share a chunk while they fit, and chunk sizes
+ * follow a measured bytes-per-row so each stays below `maxBytes`; an
+ * oversized slice is split in two. A round that fits in one chunk carries its
+ * seal inline (one round trip, which is what a small final delta in the
+ * freeze window needs); otherwise a separate seal message closes it.
+ */
+import { encodeBlock, type ColumnBlock } from "../codec/columnar.js";
+import { encodeEnvelope } from "../codec/envelope.js";
+import type { StateDelta } from "../state/model.js";
+import { TABLE_NAMES, type TableName } from "../state/tables.js";
+import { CHUNK_KIND, SEAL_KIND, type SealBody } from "./chunks.js";
+
+export interface RoundHeader {
+  migrationId: string;
+  vmId: string;
+  epoch: number;
+  round: number;
+  /** First seq of this round; seqs must not repeat within a migration. */
+  seqBase: number;
+  final: boolean;
+  /** Digest of the sender's state at `delta.gen`. */
+  digest: string;
+  tables: Record<string, string>;
+  /** The sender's conntrack zone per ifaceId. */
+  zones: Record<string, number>;
+}
+
+export interface EncodedMessage {
+  data: Uint8Array;
+  /** Rows (upserts and deletes) this message carries. */
+  rows: number;
+  /** "chunk", "chunk+seal" (a one-message round) or "seal". */
+  kind: "chunk" | "chunk+seal" | "seal";
+}
+
+const DELETE_KEYS_PER_CHUNK = 8192;
+const FIRST_SLICE_ROWS = 2048;
+
+/** A cheap upper estimate of a block's encoded size, bytes. */
+function estimate(block: ColumnBlock): number {
+  let n = 16;
+  for (const col of block.c) {
+    if (col instanceof Uint8Array) n += col.byteLength + 5;
+    else if (Array.isArray(col)) n += JSON.stringify(col).length + 5;
+    else {
+      const s = col as { d: string[]; i: Uint8Array };
+      n += s.i.byteLength + 8;
+      for (const str of s.d) n += str.length * 3 + 2;
+    }
+  }
+  return n;
+}
+
+/** The round's messages in send order; the last one seals it. */
+export function* encodeRound(delta: StateDelta, h: RoundHeader, maxBytes: number): Generator<EncodedMessage> {
+  const header = { round: h.round, baseGen: delta.baseGen, gen: delta.gen, zones: h.zones };
+  const seal: SealBody = { round: h.round, baseGen: delta.baseGen, gen: delta.gen, chunks: 0, digest: h.digest, tables: h.tables, final: h.final };
+  let seq = h.seqBase;
+  const envelope = (kind: string, body: unknown): Uint8Array =>
+    encodeEnvelope({ kind, migrationId: h.migrationId, vmId: h.vmId, epoch: h.epoch, seq: seq++, body });
+
+  let blocks: ColumnBlock[] = [];
+  let deletes: Partial<Record<TableName, string[]>> = {};
+  let pendingBytes = 0;
+  let pendingRows = 0;
+  // A full chunk is held back one step: if nothing follows it, it carries the seal.
+  let held: { blocks: ColumnBlock[]; deletes: Partial<Record<TableName, string[]>>; rows: number } | null = null;
+  let emitted = 0;
+  function* cut(): Generator<EncodedMessage> {
+    if (blocks.length === 0 && Object.keys(deletes).length === 0) return;
+    if (held) {
+      emitted++;
+      yield { data: envelope(CHUNK_KIND, { ...header, blocks: held.blocks, deletes: held.deletes }), rows: held.rows, kind: "chunk" };
+    }
+    held = { blocks, deletes, rows: pendingRows };
+    blocks = [];
+    deletes = {};
+    pendingBytes = 0;
+    pendingRows = 0;
+  }
+
+  for (const table of TABLE_NAMES) {
+    const list = (delta.upserts[table] ?? []) as unknown[];
+    let i = 0;
+    let perChunk = FIRST_SLICE_ROWS;
+    while (i < list.length) {
+      const slice = list.slice(i, i + perChunk);
+      const block = encodeBlock(table, slice);
+      const size = estimate(block);
+      if (size > maxBytes && slice.length > 1) {
+        perChunk = Math.max(1, Math.floor(slice.length / 2));
+        continue;
+      }
+      if (pendingBytes + size > maxBytes) yield* cut();
+      blocks.push(block);
+      pendingBytes += size;
+      pendingRows += slice.length;
+      i += slice.length;
+      perChunk = Math.max(1, Math.floor((maxBytes * 0.9) / (size / slice.length)));
+    }
+  }
+  for (const table of TABLE_NAMES) {
+    const keys = delta.deletes[table] ?? [];
+    for (let i = 0; i < keys.length; i += DELETE_KEYS_PER_CHUNK) {
+      const part = keys.slice(i, i + DELETE_KEYS_PER_CHUNK);
+      const size = part.reduce((n, k) => n + k.length + 3, 16);
+      if (pendingBytes + size > maxBytes) yield* cut();
+      deletes[table] = [...(deletes[table] ?? []), ...part];
+      pendingBytes += size;
+      pendingRows += part.length;
+    }
+  }
+  yield* cut();
+  const last = held as { blocks: ColumnBlock[]; deletes: Partial<Record<TableName, string[]>>; rows: number } | null;
+  if (emitted === 0) {
+    // The whole round fits in one message: apply and seal in one round trip.
+    yield { data: envelope(CHUNK_KIND, { ...header, blocks: last?.blocks ?? [], deletes: last?.deletes ?? {}, seal }), rows: last?.rows ?? 0, kind: "chunk+seal" };
+    return;
+  }
+  yield { data: envelope(CHUNK_KIND, { ...header, blocks: last!.blocks, deletes: last!.deletes }), rows: last!.rows, kind: "chunk" };
+  seal.chunks = seq - h.seqBase;
+  yield { data: envelope(SEAL_KIND, seal), rows: 0, kind: "seal" };
+}
