@@ -7,7 +7,8 @@
  *
  *   u8/bool   bytes (n)            u16  bytes (2n, little-endian)
  *   u32       bytes (4n, LE)       f64  bytes (8n, LE)
- *   str       { d: string[], i: bytes }  // i: u16 or u32 indices into d, by d's size
+ *   str       { d: string[], i: bytes }  // interned: i holds u16 or u32 indices into d, by d's size
+ *             { s: string[] }            // or plain, when most values are distinct
  *   json      plain array (n)
  *
  * Decoding checks every length, index and value against the table descriptor
@@ -17,6 +18,7 @@ import { endianness } from "node:os";
 import { BadRequestError, InvalidStateError } from "../errors.js";
 import { TABLES, isTableName, type FieldSpec, type TableName } from "../state/tables.js";
 import { checkField, isPlainJson } from "../state/validate.js";
+import { ROW_CODE } from "../state/row-code.js";
 
 if (endianness() !== "LE") throw new Error("netmig's columnar codec assumes a little-endian host");
 
@@ -31,66 +33,68 @@ interface StrColumn {
   i: Uint8Array;
 }
 
+interface RawStrColumn {
+  s: string[];
+}
+
+/** Rows sampled to decide how a string column is encoded. */
+const SAMPLE_ROWS = 512;
+/** Smaller blocks are always interned (it costs next to nothing). */
+const MIN_SAMPLE_ROWS = 64;
+/** Above this share of distinct values in the sample, strings go uninterned. */
+const MAX_DISTINCT_SHARE = 0.25;
+
 const WIDTH: Record<string, number> = { u8: 1, bool: 1, u16: 2, u32: 4, f64: 8 };
 
 function bytesOf(a: ArrayBufferView): Uint8Array {
   return new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
 }
 
-function encodeColumn(spec: FieldSpec, rows: readonly Record<string, unknown>[]): unknown {
-  const n = rows.length;
-  const name = spec.name;
+/** An empty column for `n` rows of a field, filled by the table's reader. */
+function newColumn(spec: FieldSpec, n: number): { [i: number]: unknown } {
   switch (spec.type) {
     case "u8":
-    case "bool": {
-      const a = new Uint8Array(n);
-      for (let i = 0; i < n; i++) a[i] = Number(rows[i]![name]);
-      return a;
-    }
-    case "u16": {
-      const a = new Uint16Array(n);
-      for (let i = 0; i < n; i++) a[i] = rows[i]![name] as number;
-      return bytesOf(a);
-    }
-    case "u32": {
-      const a = new Uint32Array(n);
-      for (let i = 0; i < n; i++) a[i] = rows[i]![name] as number;
-      return bytesOf(a);
-    }
-    case "f64": {
-      const a = new Float64Array(n);
-      for (let i = 0; i < n; i++) a[i] = rows[i]![name] as number;
-      return bytesOf(a);
-    }
-    case "str": {
-      const dict: string[] = [];
-      const index = new Map<string, number>();
-      const idx = new Uint32Array(n);
-      for (let i = 0; i < n; i++) {
-        const s = rows[i]![name] as string;
-        let k = index.get(s);
-        if (k === undefined) {
-          k = dict.length;
-          index.set(s, k);
-          dict.push(s);
-        }
-        idx[i] = k;
-      }
-      const col: StrColumn = { d: dict, i: dict.length <= 0xffff ? bytesOf(Uint16Array.from(idx)) : bytesOf(idx) };
-      return col;
-    }
-    case "json": {
-      const a = new Array<unknown>(n);
-      for (let i = 0; i < n; i++) a[i] = rows[i]![name];
-      return a;
-    }
+    case "bool": return new Uint8Array(n);
+    case "u16": return new Uint16Array(n);
+    case "u32": return new Uint32Array(n);
+    case "f64": return new Float64Array(n);
+    default: return new Array<unknown>(n);
   }
+}
+
+/** A filled column as it goes on the wire: bytes, an interned string column, or a plain array. */
+function finishColumn(spec: FieldSpec, col: { [i: number]: unknown }, n: number): unknown {
+  if (spec.type === "json") return col;
+  if (spec.type !== "str") return bytesOf(col as unknown as ArrayBufferView);
+  const values = col as string[];
+  // Interning pays off for repeated values (states, a VM's own addresses);
+  // a column of mostly distinct values (peer addresses) goes as plain strings.
+  const sample = Math.min(n, SAMPLE_ROWS);
+  if (sample >= MIN_SAMPLE_ROWS && new Set(values.slice(0, sample)).size > sample * MAX_DISTINCT_SHARE) return { s: values } satisfies RawStrColumn;
+  const dict: string[] = [];
+  const index = new Map<string, number>();
+  const idx = new Uint32Array(n);
+  for (let i = 0; i < n; i++) {
+    const s = values[i]!;
+    let k = index.get(s);
+    if (k === undefined) {
+      k = dict.length;
+      index.set(s, k);
+      dict.push(s);
+    }
+    idx[i] = k;
+  }
+  const out: StrColumn = { d: dict, i: dict.length <= 0xffff ? bytesOf(Uint16Array.from(idx)) : bytesOf(idx) };
+  return out;
 }
 
 /** Encodes rows of one table into a column block. Rows must already be valid. */
 export function encodeBlock(table: TableName, rows: readonly unknown[]): ColumnBlock {
   const r = rows as readonly Record<string, unknown>[];
-  return { t: table, n: r.length, c: TABLES[table].fields.map((fl) => encodeColumn(fl, r)) };
+  const fields = TABLES[table].fields;
+  const cols = fields.map((fl) => newColumn(fl, r.length));
+  ROW_CODE[table].read(r, cols);
+  return { t: table, n: r.length, c: fields.map((fl, k) => finishColumn(fl, cols[k]!, r.length)) };
 }
 
 /** A typed view over bytes, copying only when the bytes are misaligned. */
@@ -109,60 +113,47 @@ function bad(where: string, msg: string): never {
   throw new BadRequestError(`${where}: ${msg}`);
 }
 
-/** Fills `rows[i][field]` from one encoded column, validating as it goes. */
-function decodeColumn(spec: FieldSpec, col: unknown, rows: Record<string, unknown>[], where: string): void {
-  const n = rows.length;
-  const name = spec.name;
-  const w = `${where}.${name}`;
+/** Validates one encoded column; returns what the row builder reads (and the dictionary of a string column). */
+function checkColumn(spec: FieldSpec, col: unknown, n: number, where: string): { col: unknown; dict: string[] | null } {
+  const w = `${where}.${spec.name}`;
   const width = WIDTH[spec.type];
   if (width !== undefined) {
     if (!(col instanceof Uint8Array) || col.byteLength !== n * width) bad(w, `expected ${n * width} bytes of ${spec.type}`);
     const b = col as Uint8Array;
     switch (spec.type) {
       case "u8":
-        for (let i = 0; i < n; i++) rows[i]![name] = b[i];
-        return;
+        return { col: b, dict: null };
       case "bool":
-        for (let i = 0; i < n; i++) {
-          const v = b[i]!;
-          if (v > 1) bad(w, `row ${i} is not a boolean`);
-          rows[i]![name] = v === 1;
-        }
-        return;
-      case "u16": {
-        const a = typed(Uint16Array, b);
-        for (let i = 0; i < n; i++) rows[i]![name] = a[i];
-        return;
-      }
-      case "u32": {
-        const a = typed(Uint32Array, b);
-        for (let i = 0; i < n; i++) rows[i]![name] = a[i];
-        return;
-      }
-      case "f64": {
+        for (let i = 0; i < n; i++) if (b[i]! > 1) bad(w, `row ${i} is not a boolean`);
+        return { col: b, dict: null };
+      case "u16":
+        return { col: typed(Uint16Array, b), dict: null };
+      case "u32":
+        return { col: typed(Uint32Array, b), dict: null };
+      default: {
         const a = typed(Float64Array, b);
-        for (let i = 0; i < n; i++) {
-          const v = a[i]!;
-          if (!Number.isFinite(v)) bad(w, `row ${i} is not a finite number`);
-          rows[i]![name] = v;
-        }
-        return;
+        for (let i = 0; i < n; i++) if (!Number.isFinite(a[i]!)) bad(w, `row ${i} is not a finite number`);
+        return { col: a, dict: null };
       }
     }
   }
   if (spec.type === "str") {
+    const raw = col as RawStrColumn;
+    if (raw !== null && typeof raw === "object" && Array.isArray(raw.s)) {
+      const v = raw.s;
+      if (v.length !== n) bad(w, `expected ${n} strings`);
+      for (let i = 0; i < n; i++) if (typeof v[i] !== "string" || v[i]!.length > 4096) bad(w, `row ${i} is not a string of at most 4096 characters`);
+      return { col: v, dict: null };
+    }
     const c = col as StrColumn;
-    if (c === null || typeof c !== "object" || !Array.isArray(c.d) || !(c.i instanceof Uint8Array)) bad(w, "expected an interned string column {d, i}");
+    if (c === null || typeof c !== "object" || !Array.isArray(c.d) || !(c.i instanceof Uint8Array)) bad(w, "expected a string column {d, i} or {s}");
     const d = c.d;
     for (let k = 0; k < d.length; k++) if (typeof d[k] !== "string" || d[k]!.length > 4096) bad(w, `dictionary entry ${k} is not a string of at most 4096 characters`);
     const idx = d.length <= 0xffff ? (c.i.byteLength === 2 * n ? typed(Uint16Array, c.i) : null) : c.i.byteLength === 4 * n ? typed(Uint32Array, c.i) : null;
     if (!idx) bad(w, "index length does not match the row count");
-    for (let i = 0; i < n; i++) {
-      const s = d[idx[i]!];
-      if (s === undefined) bad(w, `row ${i} has an index outside the dictionary`);
-      rows[i]![name] = s;
-    }
-    return;
+    const size = d.length;
+    for (let i = 0; i < n; i++) if (idx[i]! >= size) bad(w, `row ${i} has an index outside the dictionary`);
+    return { col: idx, dict: d };
   }
   // json
   if (!Array.isArray(col) || col.length !== n) bad(w, `expected an array of ${n} values`);
@@ -171,8 +162,8 @@ function decodeColumn(spec: FieldSpec, col: unknown, rows: Record<string, unknow
     if (!isPlainJson(v)) bad(w, `row ${i} is not plain JSON data`);
     const p = checkField(spec, v);
     if (p) throw new InvalidStateError(`${w}: row ${i} ${p}`);
-    rows[i]![name] = v;
   }
+  return { col, dict: null };
 }
 
 /** Maximum rows a single block may claim (guards allocation on hostile input). */
@@ -188,8 +179,7 @@ export function decodeBlock(raw: unknown, where = "block"): { table: TableName; 
   if (typeof n !== "number" || !Number.isInteger(n) || n < 0 || n > MAX_BLOCK_ROWS) bad(where, `row count must be an integer from 0 to ${MAX_BLOCK_ROWS}`);
   const spec = TABLES[table];
   if (!Array.isArray(b.c) || b.c.length !== spec.fields.length) bad(where, `${table} block must have ${spec.fields.length} columns`);
-  const rows: Record<string, unknown>[] = new Array(n as number);
-  for (let i = 0; i < (n as number); i++) rows[i] = {};
-  spec.fields.forEach((fl, k) => decodeColumn(fl, (b.c as unknown[])[k], rows, `${where}(${table})`));
+  const checked = spec.fields.map((fl, k) => checkColumn(fl, (b.c as unknown[])[k], n as number, `${where}(${table})`));
+  const rows = ROW_CODE[table].build(n as number, checked.map((c) => c.col), checked.map((c) => c.dict));
   return { table, rows };
 }

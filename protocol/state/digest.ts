@@ -13,6 +13,7 @@
  */
 import { TABLE_NAMES, TABLES, type TableName } from "./tables.js";
 import type { Tables } from "./model.js";
+import { compileCanons } from "./row-code.js";
 
 /** Canonical JSON: object keys sorted, so equal values give equal strings. */
 export function canonicalJson(v: unknown): string {
@@ -24,25 +25,7 @@ export function canonicalJson(v: unknown): string {
   return JSON.stringify(v);
 }
 
-type Canon = (row: Record<string, unknown>) => string;
-
-function canonFor(table: TableName): Canon {
-  const fields = TABLES[table].fields.filter((fl) => !fl.local);
-  const names = fields.map((fl) => fl.name);
-  const kinds = fields.map((fl) => (fl.type === "json" ? 2 : fl.type === "str" ? 1 : 0));
-  // Each field is length-prefixed, so no value can imitate a field boundary.
-  return (row) => {
-    let s = table;
-    for (let i = 0; i < names.length; i++) {
-      const v = row[names[i]!];
-      const text = kinds[i] === 2 ? canonicalJson(v) : kinds[i] === 1 ? (v as string) : typeof v === "boolean" ? (v ? "1" : "0") : String(v);
-      s += `|${text.length}:${text}`;
-    }
-    return s;
-  };
-}
-
-const CANON = Object.fromEntries(TABLE_NAMES.map((t) => [t, canonFor(t)])) as Record<TableName, Canon>;
+const CANON = compileCanons(canonicalJson);
 
 /** Two independent 32-bit lanes over a string's UTF-16 units (cyrb53 mixing). */
 function hash64(s: string, out: Uint32Array): void {

@@ -47,7 +47,9 @@ function estimate(block: ColumnBlock): number {
   for (const col of block.c) {
     if (col instanceof Uint8Array) n += col.byteLength + 5;
     else if (Array.isArray(col)) n += JSON.stringify(col).length + 5;
-    else {
+    else if ("s" in (col as object)) {
+      for (const str of (col as { s: string[] }).s) n += str.length * 3 + 2;
+    } else {
       const s = col as { d: string[]; i: Uint8Array };
       n += s.i.byteLength + 8;
       for (const str of s.d) n += str.length * 3 + 2;

@@ -64,10 +64,11 @@ test("columnar - a string dictionary over 65535 entries uses u32 indices and rou
   const base = state.tables.conntrack[0]!;
   const n = 70_000;
   const rows: ConntrackRow[] = [];
-  for (let i = 0; i < n; i++) rows.push({ ...base, origSport: i % 65536, labels: `lbl-${i}`, state: i % 2 ? "ESTABLISHED" : "TIME_WAIT" });
+  // The first rows repeat one label, so the column is interned; later ones are all distinct.
+  for (let i = 0; i < n; i++) rows.push({ ...base, origSport: i % 65536, labels: i < 1000 ? "lbl" : `lbl-${i}`, state: i % 2 ? "ESTABLISHED" : "TIME_WAIT" });
   const block = encodeBlock("conntrack", rows);
   const labels = block.c[colIndex("conntrack", "labels")] as { d: string[]; i: Uint8Array };
-  assert.equal(labels.d.length, n);
+  assert.equal(labels.d.length, n - 999);
   assert.equal(labels.i.byteLength, 4 * n, "u32 indices for a big dictionary");
   const state2 = block.c[colIndex("conntrack", "state")] as { d: string[]; i: Uint8Array };
   assert.equal(state2.d.length, 2);
@@ -81,12 +82,30 @@ test("columnar - a string dictionary over 65535 entries uses u32 indices and rou
 });
 
 test("columnar - a dictionary of exactly 65535 entries still uses u16 indices", () => {
-  const n = 65_535;
-  const rows = Array.from({ length: n }, (_, i) => ({ id: `a${i}`, direction: "ingress", priority: 1, table: 0, match: "", actions: "drop" }));
+  // 512 sampled rows share one value; the 65534 rows after them are distinct.
+  const n = 65_535 + 511;
+  const rows = Array.from({ length: n }, (_, i) => ({ id: `a${i}`, direction: "ingress", priority: 1, table: 0, match: "", actions: i < 512 ? "drop" : `a${i}` }));
   const block = encodeBlock("acls", rows);
-  const id = block.c[0] as { d: string[]; i: Uint8Array };
-  assert.equal(id.i.byteLength, 2 * n);
+  const actions = block.c[colIndex("acls", "actions")] as { d: string[]; i: Uint8Array };
+  assert.equal(actions.d.length, 65_535);
+  assert.equal(actions.i.byteLength, 2 * n);
+  assert.deepEqual(decodeBlock(unpack(pack(block), 64 * 1024 * 1024)).rows, rows);
+});
+
+test("columnar - a column of mostly distinct strings goes uninterned and roundtrips", () => {
+  const rows = Array.from({ length: 1000 }, (_, i) => ({ id: `a${i}`, direction: "ingress", priority: 1, table: 0, match: "", actions: "drop" }));
+  const block = encodeBlock("acls", rows);
+  const id = block.c[colIndex("acls", "id")] as { s: string[] };
+  assert.deepEqual(id.s, rows.map((r) => r.id));
+  const actions = block.c[colIndex("acls", "actions")] as { d: string[] };
+  assert.deepEqual(actions.d, ["drop"], "a repeated value is still interned");
   assert.deepEqual(decodeBlock(unpack(pack(block))).rows, rows);
+  // Plain string columns are checked like dictionaries.
+  const c = [...block.c];
+  c[colIndex("acls", "id")] = { s: id.s.slice(1) };
+  rejects(() => decodeBlock({ ...block, c }), /acls\)\.id: expected 1000 strings/);
+  c[colIndex("acls", "id")] = { s: id.s.map((v, i) => (i === 7 ? 7 : v)) };
+  rejects(() => decodeBlock({ ...block, c }), /id: row 7 is not a string/);
 });
 
 test("columnar - a block with the wrong column count is rejected", () => {
@@ -124,7 +143,7 @@ test("columnar - a string index outside the dictionary is rejected", () => {
   rejects(() => decodeBlock({ ...b, c }), /origSrc: dictionary entry 0 is not a string/);
   // Not an interned column.
   c[k] = ["a", "b", "c", "d"];
-  rejects(() => decodeBlock({ ...b, c }), /origSrc: expected an interned string column/);
+  rejects(() => decodeBlock({ ...b, c }), /origSrc: expected a string column \{d, i\} or \{s\}/);
 });
 
 test("columnar - a bool byte of 2 is rejected", () => {
@@ -201,7 +220,7 @@ test("columnar - misaligned column bytes decode correctly", () => {
       assert.equal(view.byteOffset % 2, 1);
       return view;
     }
-    if (col && typeof col === "object" && !Array.isArray(col)) {
+    if (col && typeof col === "object" && !Array.isArray(col) && "i" in col) {
       const s = col as { d: string[]; i: Uint8Array };
       return { d: s.d, i: misaligned(s.i) };
     }
@@ -215,7 +234,7 @@ test("columnar - misaligned column bytes decode correctly", () => {
   const before = cb.c.map((x) => (x instanceof Uint8Array ? Array.from(x) : x));
   assert.deepEqual(decodeBlock({ ...cb, c: cb.c.map(misaligned) }).rows, counters);
   assert.deepEqual(cb.c.map((x) => (x instanceof Uint8Array ? Array.from(x) : x)), before);
-  const big = Array.from({ length: 66_000 }, (_, i) => ({ ifaceId: `if-${i}`, rxPackets: i, rxBytes: i * 2, txPackets: 0, txBytes: 0.5 }));
+  const big = Array.from({ length: 68_000 }, (_, i) => ({ ifaceId: i < 1000 ? "if-0" : `if-${i}`, rxPackets: i, rxBytes: i * 2, txPackets: 0, txBytes: 0.5 }));
   const bb = encodeBlock("counters", big);
   assert.equal((bb.c[0] as { i: Uint8Array }).i.byteLength, 4 * big.length);
   assert.deepEqual(decodeBlock({ ...bb, c: bb.c.map(misaligned) }).rows, big);
