@@ -5,7 +5,7 @@
  * Everything is stopped by PID in close().
  */
 import { spawn, type ChildProcess } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -147,6 +147,30 @@ export class Cluster {
   write(hostId: string, vmId: string, change: { upserts?: Partial<Record<TableName, unknown[]>>; deletes?: Partial<Record<TableName, string[]>> }): Promise<{ gen: number; digest: string }> {
     const upserts = Object.entries(change.upserts ?? {}).map(([t, rows]) => encodeBlock(t as TableName, rows as unknown[]));
     return this.agentCall(hostId, "write", { migrationId: "", vmId, epoch: 0 }, { upserts, deletes: change.deletes ?? {} });
+  }
+
+  /**
+   * Creates a VM straight on an agent with plain writes (no coordinator, no
+   * JSON document): fast enough for million-row VMs. The coordinator adopts
+   * the VM from the agent's heartbeat on its first migration.
+   */
+  async seed(hostId: string, state: VmState, rowsPerWrite = 5000): Promise<void> {
+    let create = true;
+    for (const [table, rows] of Object.entries(state.tables) as [TableName, unknown[]][]) {
+      const step = table === "conntrack" || table === "fdb" || table === "neighbours" ? rowsPerWrite : Math.ceil(rowsPerWrite / 5);
+      for (let i = 0; i < rows.length || (create && i === 0); i += step) {
+        const upserts = [encodeBlock(table, rows.slice(i, i + step))];
+        await this.agentCall(hostId, "write", { migrationId: "", vmId: state.vmId, epoch: 0 }, { upserts, deletes: {}, create }, 30_000);
+        create = false;
+      }
+    }
+  }
+
+  /** A process's resident memory now and at its peak, bytes (from /proc). */
+  static memory(pid: number): { rssBytes: number; peakRssBytes: number } {
+    const status = readFileSync(`/proc/${pid}/status`, "utf8");
+    const kb = (field: string) => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, "m").exec(status)?.[1] ?? NaN) * 1024;
+    return { rssBytes: kb("VmRSS"), peakRssBytes: kb("VmHWM") };
   }
 
   async vmStatus(hostId: string, vmId: string): Promise<string | null> {

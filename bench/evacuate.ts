@@ -1,0 +1,59 @@
+/**
+ * Section 6: host evacuation. Many VMs on host-a, each under churn, moved to
+ * host-b and host-c through EvacuateHost with a concurrency limit.
+ */
+import type { ClientReadableStream } from "@grpc/grpc-js";
+import type { EvacuationEvent__Output } from "../proto/gen/netmig/v1/EvacuationEvent.js";
+import { unaryCall } from "../cli/client.js";
+import { generateVmState } from "../protocol/state/generate.js";
+import { Cluster } from "../test/harness/cluster.js";
+import { waitFor } from "../test/harness/wait.js";
+import { CHURN } from "./freeze.js";
+import { percentile } from "./stats.js";
+
+export interface EvacuationResult {
+  vms: number;
+  conntrackPerVm: number;
+  concurrency: number;
+  done: number;
+  failed: number;
+  totalMs: number;
+  freezeP50Ms: number;
+  freezeP99Ms: number;
+  freezeMaxMs: number;
+}
+
+export async function benchEvacuation(vms: number, conntrack: number, concurrency: number, log: (s: string) => void): Promise<EvacuationResult> {
+  const c = await Cluster.start({ churn: CHURN, agents: ["host-a", "host-b", "host-c"] });
+  try {
+    const ids = Array.from({ length: vms }, (_, i) => `evac-${String(i).padStart(3, "0")}`);
+    const t0 = performance.now();
+    for (const [i, id] of ids.entries()) await c.seed("host-a", generateVmState(id, { conntrack, fdb: 100, acls: 20, seed: i + 1 }));
+    log(`  seeded ${vms} VMs × ${conntrack} conntrack entries in ${(performance.now() - t0).toFixed(0)} ms`);
+    await waitFor(async () => {
+      const res = await unaryCall<object, { hosts: { host_id: string; vms: string[] }[] }>(c.client, "ListHosts", {});
+      return (res.hosts.find((h) => h.host_id === "host-a")?.vms.length ?? 0) === vms;
+    }, { what: `host-a to report ${vms} VMs`, timeoutMs: 30_000 });
+    const freeze: number[] = [];
+    const last = await new Promise<EvacuationEvent__Output>((resolve, reject) => {
+      const stream = (c.client as unknown as { EvacuateHost: (req: object) => ClientReadableStream<EvacuationEvent__Output> }).EvacuateHost({
+        src_host: "host-a", dst_hosts: ["host-b", "host-c"], concurrency, options: {},
+      });
+      let end: EvacuationEvent__Output | null = null;
+      stream.on("data", (ev: EvacuationEvent__Output) => {
+        const m = ev.migration;
+        if (m && m.phase === "DONE") freeze.push(m.progress!.freeze_window_ms);
+        if (ev.finished) end = ev;
+        else if (ev.done % 10 === 0 && m) log(`  ${ev.done}/${ev.total} done`);
+      });
+      stream.on("error", reject);
+      stream.on("end", () => (end ? resolve(end) : reject(new Error("the evacuation stream ended without a final event"))));
+    });
+    return {
+      vms, conntrackPerVm: conntrack, concurrency, done: last.done, failed: last.failed, totalMs: last.elapsed_ms,
+      freezeP50Ms: percentile(freeze, 50), freezeP99Ms: percentile(freeze, 99), freezeMaxMs: Math.max(...freeze),
+    };
+  } finally {
+    await c.close();
+  }
+}
