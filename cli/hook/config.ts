@@ -16,6 +16,8 @@ export const DEFAULT_COORDINATOR = "127.0.0.1:50051";
 export const DEFAULT_CONFIG_PATH = "/etc/netmig/hook.conf";
 export const DEFAULT_LOG_FILE = "/var/log/netmig/hook.log";
 export const DEFAULT_TIMEOUT_MS = 5000;
+/** How long a hook-driven migration may wait for the hypervisor before netmig aborts it, ms (1 h). */
+export const DEFAULT_MIGRATION_TIMEOUT_MS = 3_600_000;
 
 /** What the hook does when netmig cannot prepare the migration. */
 export const HookPolicy = {
@@ -53,6 +55,12 @@ export interface HookConfig {
   hostId: string;
   /** Budget of one hook run, ms: every call's deadline fits in it. Default 5000. */
   timeoutMs: number;
+  /**
+   * Overall deadline of a migration the hook prepares, ms: it must cover
+   * libvirt's whole memory copy, since deltas flow until the switchover.
+   * Sent as the migration's timeout_ms. Default 3600000 (1 h).
+   */
+  migrationTimeoutMs: number;
   /** Log file (JSON lines); "-" logs to stderr. Default /var/log/netmig/hook.log. */
   logFile: string;
   /** Default info. */
@@ -84,6 +92,15 @@ function oneOf<T extends string>(values: readonly T[], set: (c: HookConfig, v: T
   };
 }
 
+function intIn(min: number, max: number, set: (c: HookConfig, n: number) => void): KeySpec["apply"] {
+  return (c, v) => {
+    const n = Number(v);
+    if (!/^[0-9]+$/.test(v) || n < min || n > max) return `must be an integer from ${min} to ${max}`;
+    set(c, n);
+    return null;
+  };
+}
+
 const HOST_ID = /^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$/;
 const ADDRESS = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9_.-]+):[0-9]{1,5}$|^(unix|dns|ipv4|ipv6):.+$/;
 
@@ -95,15 +112,8 @@ const KEYS: ReadonlyMap<string, KeySpec> = new Map<string, KeySpec>([
   ["tls_key", { env: "NETMIG_TLS_KEY", apply: path("tlsKey") }],
   ["policy", { env: "NETMIG_HOOK_POLICY", apply: oneOf(Object.values(HookPolicy), (c, v) => (c.policy = v)) }],
   ["host_id", { env: "NETMIG_HOST_ID", apply: (c, v) => (HOST_ID.test(v) ? ((c.hostId = v), null) : "must be 1-63 letters, digits, '_' or '-'") }],
-  ["timeout_ms", {
-    env: "NETMIG_HOOK_TIMEOUT_MS",
-    apply: (c, v) => {
-      const n = Number(v);
-      if (!/^[0-9]+$/.test(v) || n < 100 || n > 600_000) return "must be an integer from 100 to 600000";
-      c.timeoutMs = n;
-      return null;
-    },
-  }],
+  ["timeout_ms", { env: "NETMIG_HOOK_TIMEOUT_MS", apply: intIn(100, 600_000, (c, n) => (c.timeoutMs = n)) }],
+  ["migration_timeout_ms", { env: "NETMIG_HOOK_MIGRATION_TIMEOUT_MS", apply: intIn(1000, 86_400_000, (c, n) => (c.migrationTimeoutMs = n)) }],
   ["log_file", { env: "NETMIG_HOOK_LOG", apply: path("logFile") }],
   ["log_level", { env: "NETMIG_HOOK_LOG_LEVEL", apply: oneOf(LOG_LEVELS, (c, v) => (c.logLevel = v)) }],
   ["complete_on", { env: "NETMIG_HOOK_COMPLETE_ON", apply: oneOf(Object.values(CompleteOn), (c, v) => (c.completeOn = v)) }],
@@ -121,7 +131,7 @@ export function defaultHostId(): string {
 export function defaultConfig(): HookConfig {
   return {
     path: null, coordinator: DEFAULT_COORDINATOR, tlsCa: null, tlsCert: null, tlsKey: null, policy: HookPolicy.FailClosed, hostId: defaultHostId(),
-    timeoutMs: DEFAULT_TIMEOUT_MS, logFile: DEFAULT_LOG_FILE, logLevel: "info", completeOn: CompleteOn.Stopped, virsh: "virsh", problems: [],
+    timeoutMs: DEFAULT_TIMEOUT_MS, migrationTimeoutMs: DEFAULT_MIGRATION_TIMEOUT_MS, logFile: DEFAULT_LOG_FILE, logLevel: "info", completeOn: CompleteOn.Stopped, virsh: "virsh", problems: [],
   };
 }
 

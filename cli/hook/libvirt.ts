@@ -155,7 +155,7 @@ async function prepare(ctx: Ctx): Promise<HookResult> {
   });
   const client = await openClient(ctx);
   try {
-    const m = await withinBudget(ctx, "PrepareMigration", client.prepare(domain.uuid, config.hostId));
+    const m = await withinBudget(ctx, "PrepareMigration", client.prepare(domain.uuid, config.hostId, config.migrationTimeoutMs));
     log.info("pre-copy started; deltas flow until the switchover", { migration_id: m.migration_id, src_host: m.src_host, phase: m.phase });
     return { exitCode: 0, stdout: ctx.input };
   } catch (err) {

@@ -104,8 +104,9 @@ export class PhaseClient {
     }
   }
 
-  prepare(vmId: string, dstHost: string): Promise<Migration__Output> {
-    return this.call("PrepareMigration", { vm_id: vmId, dst_host: dstHost });
+  /** @param timeoutMs the migration's overall deadline (its options.timeout_ms), ms. */
+  prepare(vmId: string, dstHost: string, timeoutMs: number): Promise<Migration__Output> {
+    return this.call("PrepareMigration", { vm_id: vmId, dst_host: dstHost, options: { timeout_ms: timeoutMs } });
   }
 
   /** The VM's unfinished migration, if any. */

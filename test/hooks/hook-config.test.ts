@@ -60,3 +60,14 @@ test("hook config - __proto__ and constructor keys cannot pollute prototypes", (
     assert.equal(c.problems.length, 4);
   });
 });
+
+test("hook config - migration_timeout_ms: 1 h by default, from the file or NETMIG_HOOK_MIGRATION_TIMEOUT_MS, bounded", () => {
+  assert.equal(loadHookConfig({ NETMIG_HOOK_CONFIG: "" }).migrationTimeoutMs, 3_600_000);
+  withFile("migration_timeout_ms = 7200000\n", (path) => {
+    assert.equal(loadHookConfig({ NETMIG_HOOK_CONFIG: path }).migrationTimeoutMs, 7_200_000);
+    assert.equal(loadHookConfig({ NETMIG_HOOK_CONFIG: path, NETMIG_HOOK_MIGRATION_TIMEOUT_MS: "60000" }).migrationTimeoutMs, 60_000);
+    const bad = loadHookConfig({ NETMIG_HOOK_CONFIG: path, NETMIG_HOOK_MIGRATION_TIMEOUT_MS: "5" });
+    assert.equal(bad.migrationTimeoutMs, 3_600_000);
+    assert.match(bad.problems.join("\n"), /migration_timeout_ms "5" \(NETMIG_HOOK_MIGRATION_TIMEOUT_MS\) must be an integer from 1000 to 86400000/);
+  });
+});

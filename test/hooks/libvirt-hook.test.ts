@@ -83,6 +83,7 @@ test("libvirt hook - incoming migration: migrate begin echoes the XML byte for b
   assert.equal(m.mode, "phased");
   assert.equal(m.src_host, "host-a", "the source comes from VM ownership");
   assert.equal(m.dst_host, "host-b", "the destination is the hook's host");
+  assert.equal(m.options?.timeout_ms, 3_600_000, "the migration may wait for libvirt's memory copy as long as migration_timeout_ms");
 
   // The rest of libvirt's incoming sequence on the destination: no calls, no output.
   for (const op of [["prepare", "begin", "-"], ["start", "begin", "-"], ["started", "begin", "-"]]) {
