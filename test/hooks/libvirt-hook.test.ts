@@ -1,7 +1,7 @@
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { unaryCall } from "../../cli/client.js";
@@ -231,4 +231,23 @@ test("libvirt hook - unreadable domain XML on migrate begin follows the policy a
   const open = await runHook(["x", "migrate", "begin", "-"], broken, on("host-b", { NETMIG_HOOK_POLICY: "fail-open" }));
   assert.equal(open.code, 0);
   assert.ok(open.stdout.equals(broken), "fail-open passes libvirt's bytes back untouched");
+});
+
+test("libvirt hook - never calls libvirt: a virsh first on PATH is not run during a whole incoming migration", async () => {
+  const vm = await seedVm("quiet-1");
+  const bin = join(dir, "bin");
+  const marker = join(dir, "virsh-was-run");
+  mkdirSync(bin, { recursive: true });
+  writeFileSync(join(bin, "virsh"), `#!/bin/sh\necho "$@" >> '${marker}'\nexit 1\n`);
+  chmodSync(join(bin, "virsh"), 0o755);
+  const env = (host: string) => on(host, { PATH: `${bin}:${process.env.PATH ?? ""}` });
+  for (const [host, op] of [
+    ["host-b", ["migrate", "begin", "-"]], ["host-b", ["prepare", "begin", "-"]], ["host-b", ["start", "begin", "-"]], ["host-b", ["started", "begin", "-"]],
+    ["host-a", ["stopped", "end", "-"]], ["host-a", ["release", "end", "migrated"]],
+  ] as const) {
+    const r = await runHook([vm.name, ...op], vm.xml, env(host));
+    assert.equal(r.code, 0, `${op.join(" ")}: ${r.stderr}`);
+  }
+  assert.equal((await migrationOf(vm.uuid))?.phase, "DONE");
+  assert.equal(existsSync(marker), false, "virsh was never run");
 });
