@@ -61,7 +61,7 @@ export interface HookConfig {
    * Sent as the migration's timeout_ms. Default 3600000 (1 h).
    */
   migrationTimeoutMs: number;
-  /** Log file (JSON lines); "-" logs to stderr. Default /var/log/netmig/hook.log. */
+  /** Log file (JSON lines); "syslog" logs to syslog (logger(1), facility daemon); "-" logs to stderr. Default /var/log/netmig/hook.log. */
   logFile: string;
   /** Default info. */
   logLevel: LogLevel;

@@ -133,7 +133,7 @@ function describe(err: unknown): string {
 /** What `migrate begin` answers when netmig could not prepare: per policy. */
 function refuse(ctx: Ctx, reason: string): HookResult {
   const { config, log, inv } = ctx;
-  const where = config.logFile === "-" ? "stderr" : config.logFile;
+  const where = config.logFile === "-" ? "stderr" : config.logFile === "syslog" ? "syslog (journalctl -t netmig-hook)" : config.logFile;
   if (config.policy === HookPolicy.FailOpen) {
     log.error(`FAIL-OPEN: VM ${inv.vmName} migrates to ${config.hostId} WITHOUT its network state (ports, tags, ACLs, QoS, conntrack): ${reason}`, { policy: config.policy });
     process.stderr.write(`netmig: WARNING: VM ${inv.vmName} migrates without its network state (policy fail-open): ${reason}; see ${where}\n`);

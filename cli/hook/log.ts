@@ -1,12 +1,24 @@
 /**
- * The hook's log: JSON lines appended synchronously to a file an operator can
- * find (default /var/log/netmig/hook.log; the directory is created), so a
- * short-lived hook loses nothing when it exits. When the file cannot be
- * written the lines go to stderr instead, which libvirt keeps in its own log.
+ * The hook's log: JSON lines, written synchronously so a short-lived hook
+ * loses nothing when it exits, to one of
+ * - a file an operator can find (default /var/log/netmig/hook.log; the
+ *   directory is created);
+ * - syslog (`log_file = syslog`): each line through logger(1), tag
+ *   `netmig-hook`, facility daemon, so journald / rsyslog keep it;
+ * - stderr (`log_file = -`), which libvirt keeps in its own log.
+ * When the file or syslog cannot be written, lines go to stderr instead.
  */
+import { spawnSync } from "node:child_process";
 import { appendFileSync, mkdirSync } from "node:fs";
 import { dirname } from "node:path";
 import { LOG_LEVELS, type LogLevel } from "./config.js";
+
+/** The `log_file` value that selects syslog. */
+export const SYSLOG = "syslog";
+/** syslog priorities of the log levels, facility daemon. */
+const PRIORITY: Record<LogLevel, string> = { debug: "daemon.debug", info: "daemon.info", warn: "daemon.warning", error: "daemon.err" };
+/** Longest one logger(1) run may take, ms. */
+const LOGGER_TIMEOUT_MS = 1000;
 
 export type LogFields = Record<string, unknown>;
 
@@ -16,7 +28,7 @@ export class HookLog {
   private dirMade = false;
 
   /**
-   * @param file path of the log file; "-" writes to stderr only.
+   * @param file path of the log file; "syslog" logs through logger(1); "-" writes to stderr only.
    * @param base fields on every line (vm, op, …); extend with {@link with}.
    */
   constructor(readonly file: string, readonly level: LogLevel, private readonly base: LogFields = {}) {
@@ -47,7 +59,12 @@ export class HookLog {
   private write(level: LogLevel, msg: string, fields: LogFields = {}): void {
     if (LOG_LEVELS.indexOf(level) < this.min) return;
     const line = `${JSON.stringify({ time: new Date().toISOString(), level, name: "netmig-hook", pid: process.pid, ...this.base, ...fields, msg })}\n`;
-    if (this.file !== "-" && this.fileBroken === null) {
+    if (this.file === SYSLOG && this.fileBroken === null) {
+      const r = spawnSync("logger", ["-t", "netmig-hook", `--id=${process.pid}`, "-p", PRIORITY[level], "--", line.trimEnd()], { stdio: ["ignore", "ignore", "pipe"], timeout: LOGGER_TIMEOUT_MS });
+      if (!r.error && r.status === 0) return;
+      this.fileBroken = r.error?.message ?? (r.stderr?.toString().trim() || `logger exited with ${r.status ?? r.signal}`);
+      process.stderr.write(`netmig-hook: cannot log to syslog through logger(1) (${this.fileBroken}); logging to stderr\n`);
+    } else if (this.file !== "-" && this.file !== SYSLOG && this.fileBroken === null) {
       try {
         if (!this.dirMade) {
           mkdirSync(dirname(this.file), { recursive: true });
