@@ -402,7 +402,7 @@ export class Coordinator {
 
   private driverOf(r: MigrationRecord): MigrationDriver {
     const d = this.drivers.get(r.id);
-    if (!d) throw new UnavailableError(`migration ${r.id} (phase ${r.phase}) is not driven by this coordinator`, { migrationId: r.id });
+    if (!d) throw new UnavailableError(`migration ${r.id} (phase ${r.phase}) is driven by coordinator ${r.driver}, not ${this.id}; call that one`, { migrationId: r.id });
     return d;
   }
 
