@@ -32,6 +32,10 @@ migrations (talk to the coordinator: --coordinator <host:port> or NETMIG_COORDIN
 
   netmig demo [--conntrack <n>] [--fdb <n>] [--acls <n>] [--churn <entries/s>]
 
+hypervisor integration (config: /etc/netmig/hook.conf and NETMIG_* variables; docs/libvirt-hook.md)
+  netmig hook libvirt <vm-name> <operation> <sub-operation> <extra>   libvirt qemu hook (domain XML on stdin)
+  netmig hook lifecycle-watch                                          Suspended Migrated → Switchover, until SIGTERM
+
 Add --json for machine-readable output.`;
 
 const common = { json: { type: "boolean" }, coordinator: { type: "string" }, help: { type: "boolean", short: "h" }, "tls-ca": { type: "string" }, "tls-cert": { type: "string" }, "tls-key": { type: "string" } } as const;
@@ -45,6 +49,11 @@ async function main(argv: string[]): Promise<number> {
   if (!cmd || cmd === "help" || cmd === "--help" || cmd === "-h") {
     console.log(USAGE);
     return 0;
+  }
+  // libvirt's arguments ("-", "end", …) are not netmig flags: the hook parses its own.
+  if (cmd === "hook") {
+    const { hookCommand } = await import("./hook/command.js");
+    return hookCommand(rest);
   }
   const spec = { ...common, ...(FLAGS[cmd] ?? {}) } as Parameters<typeof parseArgs>[0] extends infer P ? P extends { options?: infer O } ? O : never : never;
   const { values, positionals } = parseArgs({ args: rest, options: spec, allowPositionals: true, strict: true });

@@ -176,7 +176,9 @@ export class MigrationDriver {
     const o = this.rec.value.options;
     let res = await this.round(null, false);
     await this.save({}, `round 0: full copy, ${res.rows} rows, ${res.bytes} bytes`);
-    for (let i = 0; i < o.maxPrecopyRounds && res.rows > o.convergeRows; i++) {
+    // A phased migration whose Switchover has come stops converging: the guest is paused, the final delta goes now.
+    const called = () => this.rec.value.mode === "phased" && (this.rec.value.switchoverRequested || this.rec.value.completeRequested);
+    for (let i = 0; i < o.maxPrecopyRounds && res.rows > o.convergeRows && !called(); i++) {
       this.checkAbort();
       res = await this.round(this.rec.value.sealedGen, false);
       await this.save({}, `round ${this.rec.value.progress.round}: ${res.rows} rows changed`);

@@ -342,25 +342,58 @@ export class Coordinator {
 
   // ------------------------------------------------------------ phase by phase
 
+  /**
+   * Creates a phased migration and starts pre-copy; returns at once. Idempotent
+   * by VM and destination: while the VM has an unfinished migration to `dst`
+   * (from `src`, when given), that migration is the answer, also to a retry
+   * that races the first call.
+   */
   async prepare(req: StartRequest): Promise<MigrationRecord> {
     const vmId = checkVmId(req.vmId);
-    // Idempotent: an unfinished phased migration of this VM to this destination is the answer.
-    const vm = await this.journal.getVm(vmId);
-    if (vm?.value.migrationId) {
-      const cur = await this.journal.getMigration(vm.value.migrationId);
-      if (cur && !isUnreadable(cur) && !isTerminal(cur.value.phase) && cur.value.dst === req.dst) return this.drivers.get(cur.value.id)?.record ?? cur.value;
+    const dst = checkHostId(req.dst, "destination host");
+    const existing = async (): Promise<MigrationRecord | null> => {
+      const vm = await this.journal.getVm(vmId);
+      if (!vm?.value.migrationId) return null;
+      const cur = this.drivers.get(vm.value.migrationId)?.record ?? (await this.journal.getMigration(vm.value.migrationId).then((x) => (x && !isUnreadable(x) ? x.value : null)));
+      if (!cur || isTerminal(cur.phase) || cur.dst !== dst) return null;
+      if (req.src && req.src !== cur.src) throw new BadRequestError(`VM ${vmId} is migrating from host ${cur.src}, not ${req.src} (migration ${cur.id})`, { vmId, migrationId: cur.id });
+      return cur;
+    };
+    const found = await existing();
+    if (found) return found;
+    try {
+      return await this.startMigration({ ...req, vmId, dst, mode: "phased" });
+    } catch (err) {
+      // A concurrent Prepare for the same VM and destination won the race: its migration is ours too.
+      if (err instanceof VmMigratingError) {
+        const winner = await existing();
+        if (winner) return winner;
+      }
+      throw err;
     }
-    return this.startMigration({ ...req, mode: "phased" });
   }
 
-  /** Finds the migration a phase call means: by id, or the VM's current or latest one. */
+  /**
+   * Finds the migration a phase call means: by id, or the VM's current or
+   * latest one (to `dst`, when given). When the id comes with a VM or a
+   * destination, they must agree.
+   */
   private async resolve(t: PhaseTarget): Promise<MigrationRecord> {
-    if (t.migrationId) return this.getMigration(t.migrationId);
+    if (t.migrationId) {
+      const r = await this.getMigration(t.migrationId);
+      if (t.vmId && t.vmId !== r.vmId) throw new BadRequestError(`migration ${r.id} is of VM ${r.vmId}, not ${t.vmId}`, { migrationId: r.id });
+      if (t.dst && t.dst !== r.dst) throw new BadRequestError(`migration ${r.id} goes to host ${r.dst}, not ${t.dst}`, { migrationId: r.id });
+      return r;
+    }
     const vmId = checkVmId(t.vmId, "vm_id (or migration_id)");
+    if (t.dst) checkHostId(t.dst, "dst_host");
     const vm = await this.journal.getVm(vmId);
     if (vm?.value.migrationId) {
-      const r = await this.getMigration(vm.value.migrationId);
-      if (!t.dst || r.dst === t.dst) return r;
+      const r = await this.getMigration(vm.value.migrationId).catch((err) => {
+        if (err instanceof UnknownMigrationError) return null; // an import holds the lock; it has no record
+        throw err;
+      });
+      if (r && (!t.dst || r.dst === t.dst)) return r;
     }
     const latest = (await this.listMigrations({ vmId })).find((m) => !t.dst || m.dst === t.dst);
     if (!latest) throw new UnknownMigrationError(`no migration of VM ${vmId}${t.dst ? ` to ${t.dst}` : ""}`, { vmId });
@@ -369,7 +402,7 @@ export class Coordinator {
 
   private driverOf(r: MigrationRecord): MigrationDriver {
     const d = this.drivers.get(r.id);
-    if (!d) throw new UnavailableError(`migration ${r.id} (phase ${r.phase}) is not driven by this coordinator`, { migrationId: r.id });
+    if (!d) throw new UnavailableError(`migration ${r.id} (phase ${r.phase}) is driven by coordinator ${r.driver}, not ${this.id}; call that one`, { migrationId: r.id });
     return d;
   }
 
