@@ -74,10 +74,11 @@ export async function scenarioCommand(client: MigrationServiceClient, flags: Fla
 
   const results: Migration__Output[] = [];
   let ok = true;
-  for (const to of path) {
+  for (const [i, to] of path.entries()) {
     const from = vm?.owner_host ?? "";
     if (from === to) {
-      say(`\n${vmId} is on ${to} already`);
+      // The path's first host is where the VM starts; a later one it is on already is skipped.
+      if (i > 0) say(`\n${vmId} is on ${to} already`);
       continue;
     }
     say(`\nmigrating ${vmId}: ${from} → ${to}`);
