@@ -11,6 +11,7 @@ import { agentCommand, agentFlags, coordinatorCommand, coordinatorFlags } from "
 import { demoCommand, demoFlags } from "./commands/demo.js";
 import { cancelCommand, hostsCommand, listCommand, listFlags, statusCommand, vmCommand, vmFlags } from "./commands/inspect.js";
 import { evacuateCommand, evacuateFlags, migrateCommand, migrateFlags, watchCommand } from "./commands/migrate.js";
+import { scenarioCommand, scenarioFlags } from "./commands/scenario.js";
 
 const USAGE = `netmig — moves a VM's network state with it when it live-migrates
 
@@ -31,6 +32,8 @@ migrations (talk to the coordinator: --coordinator <host:port> or NETMIG_COORDIN
   netmig vm import <file|-> --host <host>
 
   netmig demo [--conntrack <n>] [--fdb <n>] [--acls <n>] [--churn <entries/s>]
+  netmig scenario --path <host,host[,...]> [--vm <vm>] [--seed-host <host>] [--conntrack <n>] [--wait-ms <ms>]
+                  (the docker-compose demo job: seed a VM, migrate it along the path, print each result)
 
 hypervisor integration (config: /etc/netmig/hook.conf and NETMIG_* variables; docs/libvirt-hook.md)
   netmig hook libvirt <vm-name> <operation> <sub-operation> <extra>   libvirt qemu hook (domain XML on stdin)
@@ -42,6 +45,7 @@ const common = { json: { type: "boolean" }, coordinator: { type: "string" }, hel
 
 const FLAGS: Record<string, object> = {
   agent: agentFlags, coordinator: coordinatorFlags, migrate: migrateFlags, evacuate: evacuateFlags, list: listFlags, vm: vmFlags, demo: demoFlags,
+  scenario: scenarioFlags,
 };
 
 async function main(argv: string[]): Promise<number> {
@@ -78,6 +82,7 @@ async function main(argv: string[]): Promise<number> {
     case "agent": await agentCommand(flags); return -1;
     case "coordinator": await coordinatorCommand(flags); return -1;
     case "demo": return demoCommand(flags);
+    case "scenario": return scenarioCommand(client(), flags, json);
     case "migrate": return migrateCommand(client(), arg(0, "migrate <vm> --to <host>"), flags, json);
     case "watch": return watchCommand(client(), arg(0, "watch <migration-id>"), json);
     case "status": return statusCommand(client(), arg(0, "status <migration-id>"), json);

@@ -27,7 +27,8 @@ const PACKAGES = [
         { pkg: "conntrack", bins: ["conntrack"], required: false },
         { pkg: "iproute2", bins: ["ip"], required: false },
         { pkg: "iputils-ping", bins: ["ping"], required: false },
-        { pkg: "docker-compose", bins: ["docker-compose"], required: false },
+        // .ci/run checks docker-compose.yml with `docker-compose config -q` (no Docker engine needed).
+        { pkg: "docker-compose", bins: ["docker-compose"], required: false, use: "the docker-compose.yml check in .ci/run" },
       ]
     : []),
 ];
@@ -187,7 +188,7 @@ function ensurePackages() {
       say(`ERROR: ${m.pkg} is required but missing (no ${bins}). Install it with:`);
       ok = false;
     } else {
-      say(`warning: ${m.pkg} is missing (no ${bins}); dataplane tests will not be able to use it. Install it with:`);
+      say(`warning: ${m.pkg} is missing (no ${bins}); ${m.use ?? "dataplane tests"} will not be able to use it. Install it with:`);
     }
     say(`  ${manualCommand([m.pkg])}`);
   }
