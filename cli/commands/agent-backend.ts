@@ -170,33 +170,40 @@ function ovsOptions(flags: Flags, stateDir: string): OvsBackendOptions {
 }
 
 function conntrackOptions(flags: Flags, stateDir: string): ConntrackBackendOptions {
-  const vms: Record<string, ConntrackSelector> = {};
-  const sel = (vmId: string, flag: string, whole: string): ConntrackSelector => {
+  // Maps, not object literals: a VM or port named "__proto__" stays an ordinary key.
+  const vms = new Map<string, { zones: Map<string, number>; mark?: { mark: number; markMask?: number } }>();
+  const sel = (vmId: string, flag: string, whole: string) => {
     try {
       checkVmId(vmId);
     } catch {
-      bad(flag, "names a VM id of 1-128 letters, digits, '_', '.' or '-'", whole);
+      bad(flag, "must name a VM id (a letter or digit, then up to 127 letters, digits, '_', '.' or '-')", whole);
     }
-    return (vms[vmId] ??= { zones: {} });
+    let s = vms.get(vmId);
+    if (!s) vms.set(vmId, (s = { zones: new Map() }));
+    return s;
   };
   for (const v of list(flags, "ct-zone")) {
     const m = /^([^:=]+):([A-Za-z0-9_.-]{1,128})=(\d{1,5})$/.exec(v);
     const zone = Number(m?.[3]);
     if (!m || zone < 1 || zone > 65535) bad("ct-zone", "must be <vm>:<iface>=<zone> with a zone from 1 to 65535", v);
     const s = sel(m[1]!, "ct-zone", v);
-    if (s.zones[m[2]!] !== undefined && s.zones[m[2]!] !== zone) bad("ct-zone", `gives port ${m[2]} of VM ${m[1]} two zones`, v);
-    s.zones[m[2]!] = zone;
+    const had = s.zones.get(m[2]!);
+    if (had !== undefined && had !== zone) bad("ct-zone", `gives port ${m[2]} of VM ${m[1]} two zones`, v);
+    s.zones.set(m[2]!, zone);
   }
   for (const v of list(flags, "ct-mark")) {
     const eq = v.indexOf("=");
     if (eq <= 0) bad("ct-mark", "must be <vm>=<mark>[/<mask>] with --backend conntrack", v);
     const s = sel(v.slice(0, eq), "ct-mark", v);
     if (s.mark !== undefined) bad("ct-mark", `gives VM ${v.slice(0, eq)} two marks`, v);
-    Object.assign(s, mark("ct-mark", v.slice(eq + 1), v));
+    s.mark = mark("ct-mark", v.slice(eq + 1), v);
   }
+  const out: Record<string, ConntrackSelector> = Object.fromEntries(
+    [...vms].map(([vmId, s]) => [vmId, { zones: Object.fromEntries(s.zones), ...(s.mark ?? {}) }]),
+  );
   const ns = netns(flags);
   const zr = zoneRange(flags);
-  return { stateDir, vms, ...(ns ? { netns: ns } : {}), ...(zr ? { zoneRange: zr } : {}) };
+  return { stateDir, vms: out, ...(ns ? { netns: ns } : {}), ...(zr ? { zoneRange: zr } : {}) };
 }
 
 /**
