@@ -1,7 +1,7 @@
 /** Small helpers over node:util parseArgs for the netmig command. */
 import { BadRequestError } from "../protocol/errors.js";
 
-export type Flags = Record<string, string | boolean | undefined>;
+export type Flags = Record<string, string | boolean | string[] | undefined>;
 
 export function str(flags: Flags, name: string, fallback?: string): string {
   const v = flags[name];

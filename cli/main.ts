@@ -16,7 +16,13 @@ import { scenarioCommand, scenarioFlags } from "./commands/scenario.js";
 const USAGE = `netmig — moves a VM's network state with it when it live-migrates
 
 daemons
-  netmig agent --host-id <id> [--nats <url>] [--backend memory] [--state-dir <dir>] [--churn <entries/s|N%>]
+  netmig agent --host-id <id> [--nats <url>] [--state-dir <dir>] [--backend memory|ovs|conntrack]
+      memory:    [--churn <entries/s|N%>] [--first-zone <n>]
+      ovs:       [--ovsdb <unix socket>] [--ovs-rundir <dir>] [--vswitchd-ctl <socket>] [--bridge br-int]
+                 [--vm-id-key vm-id] [--iface-id-key iface-id] [--mac-key attached-mac] [--zone-key ct-zone]
+                 [--cookie-mask 0xffffffff00000000] [--conntrack on|off] [--ct-mark <mark>[/<mask>]]
+                 [--fdb-hold-ms <ms>] [--port-wait-ms <ms>] [--keep-ports] [--netns <ns>] [--ct-zone-range 4096-65000]
+      conntrack: --ct-zone <vm>:<iface>=<zone>... and/or --ct-mark <vm>=<mark>[/<mask>]... [--netns <ns>] [--ct-zone-range <lo>-<hi>]
   netmig coordinator [--nats <url>] [--grpc <addr>] [--id <id>] [--replicas <n>] [--tls-cert <f> --tls-key <f> [--tls-ca <f>]]
 
 migrations (talk to the coordinator: --coordinator <host:port> or NETMIG_COORDINATOR, default 127.0.0.1:50051)

@@ -6,21 +6,28 @@ import { int, optInt, optStr, str, type Flags } from "../args.js";
 import { onShutdown } from "../signals.js";
 import { BadRequestError } from "../../protocol/errors.js";
 import type { ChurnOptions } from "../../agent/backends/memory/churn.js";
+import { checkHostId } from "../../protocol/subjects.js";
+import { backendConfigFromFlags, backendFlags } from "./agent-backend.js";
 
 export const agentFlags = {
-  "host-id": { type: "string" }, nats: { type: "string" }, backend: { type: "string" }, "state-dir": { type: "string" },
+  "host-id": { type: "string" }, nats: { type: "string" }, "state-dir": { type: "string" },
   "heartbeat-ms": { type: "string" }, churn: { type: "string" }, "first-zone": { type: "string" },
+  ...backendFlags,
 } as const;
 
 export async function agentCommand(flags: Flags): Promise<void> {
   const hostId = str(flags, "host-id");
-  const backend = str(flags, "backend", "memory");
+  checkHostId(hostId, "--host-id");
   const stateDir = str(flags, "state-dir", join(process.cwd(), ".netmig", hostId));
   const churn = parseChurn(optStr(flags, "churn"));
   const firstZone = optInt(flags, "first-zone", 1, 65000);
+  const backend = backendConfigFromFlags(flags, stateDir, { stateDir, ...(firstZone ? { firstZone } : {}), ...(churn ? { churn } : {}) });
+  if (backend.kind !== "memory") {
+    const memoryOnly = ["churn", "first-zone"].filter((f) => flags[f] !== undefined);
+    if (memoryOnly.length) throw new BadRequestError(`${memoryOnly.map((f) => `--${f}`).join(", ")} only ${memoryOnly.length > 1 ? "apply" : "applies"} to --backend memory`);
+  }
   const d = await runAgent({
-    hostId, natsUrl: str(flags, "nats", "nats://127.0.0.1:4222"), stateDir,
-    backend: { kind: backend, memory: { stateDir, ...(firstZone ? { firstZone } : {}), ...(churn ? { churn } : {}) } },
+    hostId, natsUrl: str(flags, "nats", "nats://127.0.0.1:4222"), stateDir, backend,
     ...(flags["heartbeat-ms"] ? { heartbeatMs: int(flags, "heartbeat-ms", 1000, 50, 60_000) } : {}),
   });
   onShutdown(() => d.close());

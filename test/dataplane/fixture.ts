@@ -56,7 +56,11 @@ export const VM1_CT = [
   ["-I", "-p", "icmp", "-s", "198.18.0.10", "-d", "198.18.50.3", "--icmp-type", "8", "--icmp-code", "0", "--icmp-id", "77", "-t", "1000", "-w", "11", "-m", "66"],
 ];
 
-export async function buildTopology(opts: { fdbHoldMs?: number } = {}): Promise<Topology> {
+/**
+ * Builds the topology. With `backends: false` no in-process backends are
+ * created (`a` and `b` stay unset): the test runs agents of its own.
+ */
+export async function buildTopology(opts: { fdbHoldMs?: number; backends?: boolean } = {}): Promise<Topology> {
   const lab = new NetnsLab();
   const cleanups: (() => Promise<void>)[] = [];
   const t = { lab } as Topology;
@@ -134,6 +138,7 @@ export async function buildTopology(opts: { fdbHoldMs?: number } = {}): Promise<
     t.stateB = await mkdtemp(join(tmpdir(), "netmig-stB-"));
     cleanups.push(() => rm(t.stateA, { recursive: true, force: true }));
     cleanups.push(() => rm(t.stateB, { recursive: true, force: true }));
+    if (opts.backends === false) return t;
     const common = { bridge: "br-int", cookieMask: MASK, portWaitMs: 5000, fdbHoldMs: opts.fdbHoldMs ?? 60_000, zoneRange: [4096, 4200] as [number, number] };
     t.a = createOvsBackend({ ...common, ovsdbSocket: A.dbSock, ofctlTarget: A.mgmt("br-int"), vswitchdCtl: A.vswitchdCtl, stateDir: t.stateA, netns: t.hostA });
     t.b = createOvsBackend({ ...common, ovsdbSocket: t.ovsB.dbSock, ofctlTarget: t.ovsB.mgmt("br-int"), vswitchdCtl: t.ovsB.vswitchdCtl, stateDir: t.stateB, netns: t.hostB });

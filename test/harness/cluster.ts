@@ -67,6 +67,10 @@ export interface ClusterOptions {
   coordinatorEnv?: Record<string, string>;
   /** Churn on every agent: entries/s per VM, or "1%" of each VM's conntrack per second. Default none. */
   churn?: number | string;
+  /** Extra `netmig agent` arguments per host (e.g. `--backend ovs ...`). Default none. */
+  agentArgs?: (hostId: string) => string[];
+  /** How long each agent may take to answer its first inventory. Default 15000 ms. */
+  agentStartMs?: number;
 }
 
 export class Cluster {
@@ -103,12 +107,12 @@ export class Cluster {
   }
 
   async startAgent(hostId: string, churn: number | string = this.opts.churn ?? 0): Promise<Proc> {
-    const p = this.spawn(`agent ${hostId}`, ["agent", "--host-id", hostId, "--nats", this.nats.url, "--state-dir", join(this.dir, hostId), "--heartbeat-ms", "200", ...(churn ? ["--churn", String(churn)] : [])]);
+    const p = this.spawn(`agent ${hostId}`, ["agent", "--host-id", hostId, "--nats", this.nats.url, "--state-dir", join(this.dir, hostId), "--heartbeat-ms", "200", ...(churn ? ["--churn", String(churn)] : []), ...(this.opts.agentArgs?.(hostId) ?? [])]);
     this.agents.set(hostId, p);
     await waitFor(async () => {
       if (!p.running) throw new Error(`agent ${hostId} exited:\n${p.log()}`);
       return this.inventory(hostId).then(() => true, () => false);
-    }, { what: `agent ${hostId} to answer`, timeoutMs: 15_000 });
+    }, { what: `agent ${hostId} to answer`, timeoutMs: this.opts.agentStartMs ?? 15_000 });
     return p;
   }
 

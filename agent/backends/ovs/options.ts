@@ -53,6 +53,12 @@ export interface OvsBackendOptions {
   cookieMask?: bigint;
   /** Move the VM's kernel conntrack entries (selected by its ports' zones). Default true. */
   conntrack?: boolean;
+  /**
+   * Only move (and release) the VM's entries that carry this mark, under
+   * `markMask` (default 0xffffffff), within its ports' zones. Default: every
+   * entry in the zones.
+   */
+  conntrackMark?: { mark: number; markMask?: number };
   /** Options for the conntrack part. */
   conntrackOptions?: KernelConntrackOptions;
   /** Zones netmig may allocate for ports that arrive without one. Default [4096, 65000]. */
@@ -84,6 +90,7 @@ export interface ResolvedOvsOptions {
   recognition: Required<VmRecognition>;
   cookieMask: bigint;
   conntrack: boolean;
+  conntrackMark: { mark: number; markMask?: number } | null;
   conntrackOptions: KernelConntrackOptions;
   zoneRange: [number, number];
   fdbHoldMs: number;
@@ -101,6 +108,10 @@ export function resolveOvsOptions(o: OvsBackendOptions): ResolvedOvsOptions {
   const zoneRange = o.zoneRange ?? [4096, 65000];
   if (!(zoneRange[0] >= 1 && zoneRange[1] <= 65535 && zoneRange[0] <= zoneRange[1])) {
     throw new BadRequestError("ovs backend: zoneRange must be [min, max] within 1..65535");
+  }
+  const cm = o.conntrackMark;
+  if (cm && !(isU32(cm.mark) && (cm.markMask === undefined || isU32(cm.markMask)))) {
+    throw new BadRequestError("ovs backend: conntrackMark needs a 32-bit mark (and mask)");
   }
   const cookieMask = o.cookieMask ?? 0xffffffff00000000n;
   if (cookieMask <= 0n || cookieMask > 0xffffffffffffffffn) throw new BadRequestError("ovs backend: cookieMask must be a non-zero 64-bit value");
@@ -121,6 +132,7 @@ export function resolveOvsOptions(o: OvsBackendOptions): ResolvedOvsOptions {
     },
     cookieMask,
     conntrack: o.conntrack ?? true,
+    conntrackMark: o.conntrackMark ?? null,
     conntrackOptions: o.conntrackOptions ?? {},
     zoneRange,
     fdbHoldMs: o.fdbHoldMs ?? 10_000,
@@ -129,4 +141,8 @@ export function resolveOvsOptions(o: OvsBackendOptions): ResolvedOvsOptions {
     ofctlBin: o.ofctlBin ?? "ovs-ofctl",
     timeoutMs: o.timeoutMs ?? 30_000,
   };
+}
+
+function isU32(n: unknown): boolean {
+  return Number.isInteger(n) && (n as number) >= 0 && (n as number) <= 0xffffffff;
 }

@@ -23,6 +23,7 @@ import { StagingArea } from "../common/staging-area.js";
 import { KernelConntrack } from "../conntrack/kernel-table.js";
 import { ZoneRemapper } from "../conntrack/remap.js";
 import type { CtOp } from "../conntrack/ctnetlink-helper.js";
+import type { ConntrackSelector } from "../conntrack/selector.js";
 import { vmCookie } from "./cookie.js";
 import { Fdb, fdbRow } from "./fdb.js";
 import { FlowTable, parseFlows, toHost, toPortable, type FlowPortMap } from "./flows.js";
@@ -94,6 +95,12 @@ export class OvsBackend implements Backend {
     return this.ctl;
   }
 
+  /** The VM's conntrack entries: its ports' zones, narrowed by the configured mark. */
+  private ctSelector(zones: Record<string, number>): ConntrackSelector {
+    const m = this.options.conntrackMark;
+    return m ? { zones, mark: m.mark, ...(m.markMask !== undefined ? { markMask: m.markMask } : {}) } : { zones };
+  }
+
   private lock<T>(vmId: string, fn: () => Promise<T>): Promise<T> {
     const prev = this.locks.get(vmId) ?? Promise.resolve();
     const next = prev.then(fn, fn);
@@ -142,7 +149,7 @@ export class OvsBackend implements Backend {
     const [flowText, fdbEntries, conntrack] = await Promise.all([
       this.flows.dump(cookie),
       ifaces.length ? this.fdb.show() : Promise.resolve([]),
-      this.ct && Object.keys(zones).length ? this.ct.list({ zones }) : Promise.resolve([] as ConntrackRow[]),
+      this.ct && Object.keys(zones).length ? this.ct.list(this.ctSelector(zones)) : Promise.resolve([] as ConntrackRow[]),
     ]);
     const acls = parseFlows(flowText, toPortable(pm), new Set(ifaces.map((i) => i.ifaceId)));
     const byOfport = new Map(ifaces.filter((i) => i.ofport > 0).map((i) => [i.ofport, i.ifaceId]));
@@ -580,7 +587,9 @@ export class OvsBackend implements Backend {
         // Never flush a zone another VM's port uses now.
         const others = new Set<number>();
         for (const [id, list] of inv.vms) if (id !== vmId) for (const i of list) if (i.zone > 0) others.add(i.zone);
-        await this.ct.flush({ zones: Object.fromEntries(Object.entries(zones).filter(([, z]) => !others.has(z))) });
+        const own = Object.fromEntries(Object.entries(zones).filter(([, z]) => z > 0 && !others.has(z)));
+        // Never by mark alone: without zones, a mark selects every VM's entries.
+        if (Object.keys(own).length) await this.ct.flush(this.ctSelector(own));
       }
       // OVSDB: mirrors, QoS, ports in one transaction.
       const portUuids = new Set(ifaces.map((i) => i.port.uuid));
