@@ -13,6 +13,7 @@ import { BadRequestError } from "../../../protocol/errors.js";
 import { canonicalJson, StateDigest } from "../../../protocol/state/digest.js";
 import { emptyTables, type StateDelta, type Tables } from "../../../protocol/state/model.js";
 import { keyOf, TABLE_NAMES, TABLES, type TableName } from "../../../protocol/state/tables.js";
+import type { ReadResult } from "../backend.js";
 
 type Row = Record<string, unknown>;
 
@@ -179,6 +180,20 @@ export class Shadow {
     const out = {} as Record<TableName, number>;
     for (const t of TABLE_NAMES) out[t] = this.rows.get(t)!.size;
     return out;
+  }
+
+  /**
+   * A backend's answer to `read`: the full state (and tracking starts) when
+   * `sinceGen` is null, else the delta since it; with the digests either way.
+   */
+  read(vmId: string, sinceGen: number | null): ReadResult {
+    const digest = this.digest.toString();
+    const tables = this.digest.tables();
+    if (sinceGen === null) {
+      this.startTracking();
+      return { vmId, baseGen: null, gen: this.gen, upserts: this.snapshot(), deletes: {}, digest, tables };
+    }
+    return { ...this.since(vmId, sinceGen), digest, tables };
   }
 
   /** What changed after `sinceGen`. Throws BadRequestError when that is older than tracking. */

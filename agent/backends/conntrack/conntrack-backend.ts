@@ -107,14 +107,7 @@ export class ConntrackBackend implements Backend {
   }
 
   async read(vmId: string, sinceGen: number | null): Promise<ReadResult> {
-    const vm = await this.refresh(vmId);
-    const digest = vm.shadow.digest.toString();
-    const tables = vm.shadow.digest.tables();
-    if (sinceGen === null) {
-      vm.shadow.startTracking();
-      return { vmId, baseGen: null, gen: vm.shadow.gen, upserts: vm.shadow.snapshot(), deletes: {}, digest, tables };
-    }
-    return { ...vm.shadow.since(vmId, sinceGen), digest, tables };
+    return (await this.refresh(vmId)).shadow.read(vmId, sinceGen);
   }
 
   async endTracking(vmId: string): Promise<void> {
