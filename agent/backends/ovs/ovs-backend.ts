@@ -16,7 +16,6 @@ import type { Backend, Change, ReadResult, RemapContext, StagedSummary, VmSummar
 import { BackendError, BadRequestError, NotStagedError, UnknownVmError, VmMigratingError } from "../../../protocol/errors.js";
 import { emptyTables, tableCounts, type StateDelta, type Tables } from "../../../protocol/state/model.js";
 import { keyOf, TABLE_NAMES, type AclRow, type ConntrackRow, type FdbRow, type MirrorRow, type PortRow, type QosRow, type TableName } from "../../../protocol/state/tables.js";
-import { canonicalJson } from "../../../protocol/state/digest.js";
 import { HostExec } from "../common/command.js";
 import { Shadow } from "../common/shadow.js";
 import { StagingArea } from "../common/staging-area.js";
@@ -26,35 +25,26 @@ import type { CtOp } from "../conntrack/ctnetlink-helper.js";
 import type { ConntrackSelector } from "../conntrack/selector.js";
 import { vmCookie } from "./cookie.js";
 import { Fdb, fdbRow } from "./fdb.js";
-import { FlowTable, parseFlows, toHost, toPortable, type FlowPortMap } from "./flows.js";
+import { FlowTable, parseFlows, toPortable, type FlowPortMap } from "./flows.js";
 import { FootprintStore, type Footprint } from "./footprint.js";
-import { Inventory, type VmIface } from "./inventory.js";
-import { releaseMirrorOps, mirrorOps, readMirrors } from "./mirrors.js";
+import { Inventory } from "./inventory.js";
+import { releaseMirrorOps, readMirrors } from "./mirrors.js";
 import { OvsdbClient, type OvsdbOp } from "./ovsdb-client.js";
 import { uuidMapOf } from "./ovsdb-data.js";
 import { resolveOvsOptions, type OvsBackendOptions, type ResolvedOvsOptions } from "./options.js";
-import { deletePortsOp, portOps, readPorts } from "./ports.js";
-import { clearQosOps, qosOps, readQos } from "./qos.js";
+import { deletePortsOp, readPorts } from "./ports.js";
+import { clearQosOps, readQos } from "./qos.js";
 import { UnixctlClient } from "./unixctl-client.js";
+import { converge, type LiveRead, type SwitchParts } from "./converge.js";
 
 interface LiveVm {
   shadow: Shadow;
   frozen: boolean;
 }
 
-interface LiveRead {
-  tables: Tables;
-  inv: Inventory;
-  ifaces: VmIface[];
-  cookie: bigint;
-}
 
 const areaKey = (vmId: string, stagingId: string) => `${vmId}\u0000${stagingId}`;
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-function sameRows(a: unknown, b: unknown): boolean {
-  return canonicalJson(a) === canonicalJson(b);
-}
 
 export class OvsBackend implements Backend {
   readonly kind = "ovs";
@@ -229,13 +219,7 @@ export class OvsBackend implements Backend {
     return this.lock(vmId, async () => {
       const vm = await this.refresh(vmId);
       if (!vm) throw new UnknownVmError(`VM ${vmId} has no state on bridge ${this.options.bridge}`, { vmId });
-      const digest = vm.shadow.digest.toString();
-      const tables = vm.shadow.digest.tables();
-      if (sinceGen === null) {
-        vm.shadow.startTracking();
-        return { vmId, baseGen: null, gen: vm.shadow.gen, upserts: vm.shadow.snapshot(), deletes: {}, digest, tables };
-      }
-      return { ...vm.shadow.since(vmId, sinceGen), digest, tables };
+      return vm.shadow.read(vmId, sinceGen);
     });
   }
 
@@ -268,7 +252,7 @@ export class OvsBackend implements Backend {
       const want = applyChange(cur.tables, change);
       const zones = Object.fromEntries(cur.ifaces.map((i) => [i.ifaceId, i.zone]));
       for (const p of want.ports) if (p.ctZone > 0) zones[p.ifaceId] = p.ctZone;
-      await this.converge(vmId, cur, want, zones, { portWaitMs: 0, holdFdb: false, replaceFlows: false });
+      await converge(this.switchParts(), vmId, cur, want, zones, { portWaitMs: 0, holdFdb: false, replaceFlows: false });
       if (this.ct) {
         const ops: [CtOp, ConntrackRow][] = [];
         for (const key of change.deletes.conntrack ?? []) {
@@ -287,129 +271,8 @@ export class OvsBackend implements Backend {
    * Brings this host's dataplane from `cur` to `want` for one VM (all tables
    * but conntrack): ports, then QoS and mirrors, then flows, then fdb.
    */
-  private async converge(
-    vmId: string,
-    cur: LiveRead,
-    want: Tables,
-    zones: Record<string, number>,
-    opt: { portWaitMs: number; holdFdb: boolean; replaceFlows: boolean },
-  ): Promise<VmIface[]> {
-    const o = this.options;
-    // 1. Ports: VM ports must be plugged (by libvirt); tunnel ports are ours to create.
-    let inv = cur.inv;
-    const findIface = (inv2: Inventory, ifaceId: string) => inv2.ifaceById(ifaceId, o.recognition.ifaceIdKey);
-    const missing = () => want.ports.filter((p) => !p.tunnelType && !findIface(inv, p.ifaceId));
-    const deadline = Date.now() + opt.portWaitMs;
-    for (let i = 0; missing().length && Date.now() < deadline && i < 10_000; i++) {
-      await sleep(50);
-      inv = await Inventory.read(this.db, o);
-    }
-    const still = missing();
-    if (still.length) {
-      throw new BackendError(`VM ${vmId}: port(s) ${still.map((p) => p.ifaceId).join(", ")} not plugged into ${o.bridge} (waited ${opt.portWaitMs} ms)`, { vmId });
-    }
-    const curPorts = new Map(cur.tables.ports.map((p) => [p.ifaceId, p]));
-    const portTxn: OvsdbOp[] = [];
-    want.ports.forEach((p, n) => {
-      const iface = findIface(inv, p.ifaceId);
-      const existing = iface ? ({ ...iface, vmId, ifaceId: p.ifaceId, zone: zones[p.ifaceId] ?? 0 } as VmIface) : undefined;
-      const old = curPorts.get(p.ifaceId);
-      const zone = zones[p.ifaceId] ?? 0;
-      const zoneKnown = iface && Number(iface.externalIds[o.recognition.zoneKey] ?? 0) === zone;
-      if (old && sameRows({ ...old, name: "", ofport: 0, ctZone: 0 }, { ...p, name: "", ofport: 0, ctZone: 0 }) && zoneKnown && iface.externalIds[o.recognition.vmIdKey] === vmId) return;
-      portTxn.push(...portOps(p, vmId, existing, zone, inv, o, n));
-    });
-    const wantIds = new Set(want.ports.map((p) => p.ifaceId));
-    const gone = cur.ifaces.filter((i) => !wantIds.has(i.ifaceId)).map((i) => i.port.uuid);
-    portTxn.push(...deletePortsOp(gone, inv));
-    if (portTxn.length) await this.db.transact(portTxn, `ports of VM ${vmId}`);
-    // Wait for ovs-vswitchd to give every port an OpenFlow number.
-    let ifaces: VmIface[] = [];
-    for (let i = 0; i < 400; i++) {
-      inv = await Inventory.read(this.db, o);
-      ifaces = inv.vmIfaces(vmId);
-      if (ifaces.length >= want.ports.length && ifaces.every((x) => x.ofport > 0)) break;
-      await sleep(25);
-    }
-    if (!ifaces.every((x) => x.ofport > 0)) throw new BackendError(`VM ${vmId}: ovs-vswitchd did not add its ports`, { vmId });
-    const ifaceOf = new Map(ifaces.map((i) => [i.ifaceId, i]));
-
-    // 2. QoS and mirrors.
-    const txn: OvsdbOp[] = [];
-    const curQos = new Map(cur.tables.qos.map((q) => [q.ifaceId, q]));
-    const wantQos = new Map(want.qos.map((q) => [q.ifaceId, q]));
-    let n = 0;
-    for (const i of ifaces) {
-      const w = wantQos.get(i.ifaceId) ?? null;
-      const c = readQos([i], inv)[0] ?? curQos.get(i.ifaceId) ?? null;
-      if (sameRows(w, c)) continue;
-      txn.push(...(w ? qosOps(i, w, vmId, inv, n++) : clearQosOps(i, inv, vmId)));
-    }
-    const curMirrors = new Map(readMirrors(ifaces, inv).map((m) => [m.name, m]));
-    const wantMirrors = new Map(want.mirrors.map((m) => [m.name, m]));
-    const releaseNames = [...curMirrors.keys()].filter((name) => !sameRows(curMirrors.get(name), wantMirrors.get(name)));
-    if (releaseNames.length) {
-      const rel = new Set(releaseNames);
-      const portsToRelease = new Set(ifaces.map((i) => i.port.uuid));
-      const sub = new Inventory();
-      sub.bridgeUuid = inv.bridgeUuid;
-      for (const [u, m] of inv.mirrors) if (rel.has(m.name)) sub.mirrors.set(u, m);
-      await this.db.transact([...txn.splice(0), ...releaseMirrorOps(portsToRelease, sub)], `QoS of VM ${vmId}`);
-      inv = await Inventory.read(this.db, o);
-      for (const name of releaseNames) curMirrors.delete(name);
-    }
-    for (const m of want.mirrors) {
-      if (curMirrors.has(m.name)) continue;
-      txn.push(...mirrorOps(m, (id) => ifaceOf.get(id)?.port.uuid, inv, vmId, n++));
-    }
-    if (txn.length) await this.db.transact(txn, `QoS and mirrors of VM ${vmId}`);
-
-    // 3. Flows: one bundle.
-    const pm: FlowPortMap = { nameOf: new Map(ifaces.map((i) => [i.ifaceId, i.name])), zoneOf: new Map(Object.entries(zones)) };
-    const host = toHost(pm, vmId);
-    if (opt.replaceFlows) {
-      await this.flows.apply(this.flows.bundle(cur.cookie, want.acls, host, true));
-    } else {
-      const curById = new Map(cur.tables.acls.map((a) => [a.id, a]));
-      const wantById = new Map(want.acls.map((a) => [a.id, a]));
-      const removed = cur.tables.acls.filter((a) => !sameRows(a, wantById.get(a.id)));
-      const added = want.acls.filter((a) => !sameRows(a, curById.get(a.id)));
-      if (removed.length || added.length) await this.flows.change(cur.cookie, removed, added, host);
-    }
-
-    // 4. fdb entries.
-    const curFdb = new Map(cur.tables.fdb.map((f) => [keyOf("fdb", f), f]));
-    const wantFdb = new Map(want.fdb.map((f) => [keyOf("fdb", f), f]));
-    const dels: [number, string][] = [];
-    for (const [k, f] of curFdb) {
-      const w = wantFdb.get(k);
-      if (!w || w.ifaceId !== f.ifaceId || w.static !== f.static) dels.push([f.vlan, f.mac]);
-    }
-    const adds: [string, number, string][] = [];
-    const held: [number, string][] = [];
-    for (const [k, f] of wantFdb) {
-      const c = curFdb.get(k);
-      if (c && c.ifaceId === f.ifaceId && c.static === f.static) continue;
-      const i = ifaceOf.get(f.ifaceId);
-      if (!i) continue;
-      adds.push([i.name, f.vlan, f.mac]);
-      if (!f.static) held.push([f.vlan, f.mac]);
-    }
-    if (dels.length) await this.fdb.del(dels);
-    if (adds.length) await this.fdb.add(adds, vmId);
-    const fp = await this.footprints.load(vmId);
-    fp.zones = { ...zones };
-    fp.mirrors = [...new Set([...fp.mirrors, ...want.mirrors.map((m) => m.name)])].sort();
-    if (opt.holdFdb && held.length) {
-      fp.heldFdb = held;
-      fp.holdUntilMs = Date.now() + o.fdbHoldMs;
-    } else if (!opt.holdFdb && held.length) {
-      // Dynamic entries written through the API: release them at once.
-      await this.fdb.del(held);
-    }
-    await this.footprints.save(vmId, fp);
-    if (fp.heldFdb.length) this.scheduleFdbRelease(vmId, fp);
-    return ifaces;
+  private switchParts(): SwitchParts {
+    return { db: this.db, flows: this.flows, fdb: this.fdb, footprints: this.footprints, options: this.options, scheduleFdbRelease: (vmId, fp) => this.scheduleFdbRelease(vmId, fp) };
   }
 
   /** Returns held fdb entries to normal learning (deletes the static copies) at `holdUntilMs`. */
@@ -519,7 +382,7 @@ export class OvsBackend implements Backend {
       const want = area.snapshot();
       const zones = { ...((area.meta.zones ?? {}) as Record<string, number>) };
       const cur = await this.readLive(vmId);
-      await this.converge(vmId, cur, want, zones, { portWaitMs: this.options.portWaitMs, holdFdb: true, replaceFlows: true });
+      await converge(this.switchParts(), vmId, cur, want, zones, { portWaitMs: this.options.portWaitMs, holdFdb: true, replaceFlows: true });
       // Seed the live shadow with the staged rows (so the digest matches what
       // was transferred), then observe what the dataplane really holds.
       const shadow = new Shadow();
