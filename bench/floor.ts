@@ -56,24 +56,30 @@ async function pipeline(nc: NatsConnection, subject: string, payloads: Iterable<
   return { bytes, messages };
 }
 
-export async function benchFloor(nc: NatsConnection, url: string, state: VmState, reps: number): Promise<TransferResult> {
-  const digest = StateDigest.of(state.tables);
-  const header = { migrationId: "bench", vmId: state.vmId, epoch: 1, round: 0, seqBase: 0, final: true, digest: digest.toString(), tables: digest.tables(), zones: {} };
-  const payloads = Array.from(encodeRound({ vmId: state.vmId, baseGen: null, gen: 1, upserts: state.tables, deletes: {} }, header, chunkBytesFor(nc)), (m) => m.data);
-  const subject = `bench.floor.${process.pid}`;
-  const child = await startResponder(url, subject, "ack");
+/** Starts a responder, then times `reps` transfers of `payloads()` to it (after one warm-up run); the median wins. */
+async function timeTransfers(nc: NatsConnection, url: string, mode: "ack" | "json", payloads: () => Iterable<Uint8Array>, reps: number): Promise<TransferResult> {
+  const subject = `bench.${mode}.${process.pid}`;
+  const child = await startResponder(url, subject, mode);
   try {
     const times: number[] = [];
     let last = { bytes: 0, messages: 0 };
     for (let i = 0; i < reps + 1; i++) {
       const t0 = performance.now();
-      last = await pipeline(nc, subject, payloads, 8);
-      if (i > 0) times.push(performance.now() - t0); // the first run warms up
+      last = await pipeline(nc, subject, payloads(), 8);
+      if (i > 0) times.push(performance.now() - t0);
     }
     return { ms: median(times), ...last };
   } finally {
     await stopResponder(child);
   }
+}
+
+export async function benchFloor(nc: NatsConnection, url: string, state: VmState, reps: number): Promise<TransferResult> {
+  const digest = StateDigest.of(state.tables);
+  const header = { migrationId: "bench", vmId: state.vmId, epoch: 1, round: 0, seqBase: 0, final: true, digest: digest.toString(), tables: digest.tables(), zones: {} };
+  // Encoded before the clock starts: the floor is the transport alone.
+  const payloads = Array.from(encodeRound({ vmId: state.vmId, baseGen: null, gen: 1, upserts: state.tables, deletes: {} }, header, chunkBytesFor(nc)), (m) => m.data);
+  return timeTransfers(nc, url, "ack", () => payloads, reps);
 }
 
 /** JSON chunks of per-entry objects, each below `maxBytes`. */
@@ -94,18 +100,5 @@ function* jsonChunks(state: VmState, maxBytes: number): Generator<Uint8Array> {
 }
 
 export async function benchNaive(nc: NatsConnection, url: string, state: VmState, reps: number): Promise<TransferResult> {
-  const subject = `bench.naive.${process.pid}`;
-  const child = await startResponder(url, subject, "json");
-  try {
-    const times: number[] = [];
-    let last = { bytes: 0, messages: 0 };
-    for (let i = 0; i < reps + 1; i++) {
-      const t0 = performance.now();
-      last = await pipeline(nc, subject, jsonChunks(state, chunkBytesFor(nc)), 8);
-      if (i > 0) times.push(performance.now() - t0);
-    }
-    return { ms: median(times), ...last };
-  } finally {
-    await stopResponder(child);
-  }
+  return timeTransfers(nc, url, "json", () => jsonChunks(state, chunkBytesFor(nc)), reps);
 }

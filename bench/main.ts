@@ -11,7 +11,8 @@ import { benchCodec, type CodecResult } from "./codec.js";
 import { benchEvacuation, type EvacuationResult } from "./evacuate.js";
 import { benchSize, CHURN, VM_SHAPE, type SizeResult } from "./freeze.js";
 import { benchFloor, benchNaive, type TransferResult } from "./floor.js";
-import { fmtBytes, fmtCount, fmtMs, fmtX, table } from "./stats.js";
+import { bytes as fmtBytes } from "../cli/render.js";
+import { fmtCount, fmtMs, fmtX, table } from "./stats.js";
 import { cpus, totalmem } from "node:os";
 
 interface SizeReport extends SizeResult {

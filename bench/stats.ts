@@ -1,4 +1,4 @@
-/** Small statistics and formatting helpers for the benchmark report. */
+/** Small statistics and formatting helpers for the benchmark report (sizes: cli/render.ts `bytes`). */
 
 /** The p-th percentile (0..100) of a sample, nearest-rank; NaN for an empty sample. */
 export function percentile(values: readonly number[], p: number): number {
@@ -14,13 +14,6 @@ export function median(values: readonly number[]): number {
 
 export const fmtMs = (v: number): string => (Number.isFinite(v) ? (v < 10 ? v.toFixed(2) : v < 100 ? v.toFixed(1) : v.toFixed(0)) : "-");
 export const fmtX = (v: number): string => (Number.isFinite(v) ? `${v < 10 ? v.toFixed(2) : v.toFixed(1)}×` : "-");
-
-export function fmtBytes(n: number): string {
-  if (!Number.isFinite(n)) return "-";
-  if (n < 1024) return `${n} B`;
-  if (n < 1024 * 1024) return `${(n / 1024).toFixed(1)} KiB`;
-  return `${(n / 1024 / 1024).toFixed(1)} MiB`;
-}
 
 export function fmtCount(n: number): string {
   if (!Number.isFinite(n)) return "-";
