@@ -73,10 +73,8 @@ export class Journal {
     await this.migrations.purge(id);
   }
 
-  async migrationIds(): Promise<string[]> {
-    const out: string[] = [];
-    for await (const k of await this.migrations.keys()) out.push(k);
-    return out;
+  migrationIds(): Promise<string[]> {
+    return keysOf(this.migrations);
   }
 
   // ---------------------------------------------------------------- VMs
@@ -104,11 +102,15 @@ export class Journal {
     await this.vms.purge(vmId);
   }
 
-  async vmIds(): Promise<string[]> {
-    const out: string[] = [];
-    for await (const k of await this.vms.keys()) out.push(k);
-    return out;
+  vmIds(): Promise<string[]> {
+    return keysOf(this.vms);
   }
+}
+
+async function keysOf(kv: KV): Promise<string[]> {
+  const out: string[] = [];
+  for await (const k of await kv.keys()) out.push(k);
+  return out;
 }
 
 export function isUnreadable(x: Versioned<MigrationRecord> | Unreadable | null): x is Unreadable {
