@@ -27,13 +27,47 @@ export function uniq(): string {
   return randomBytes(3).toString("hex");
 }
 
+/** Lab namespaces are named nm<owner pid>-<suffix>-<name>, so a later run can tell whose they are. */
+const LAB_NS = /^nm(\d+)-[0-9a-f]{6}-/;
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
+let swept: Promise<void> | null = null;
+
+/**
+ * Deletes lab namespaces left by a test process that died before its
+ * cleanup (SIGKILL, a crashed runner): their owner PID is gone and no
+ * process runs inside them. Runs once per process.
+ */
+function sweepOrphans(): Promise<void> {
+  swept ??= (async () => {
+    const list = await sh(["ip", "netns", "list"], { check: false });
+    for (const line of list.stdout.split("\n")) {
+      const ns = line.split(" ")[0] ?? "";
+      const m = LAB_NS.exec(ns);
+      if (!m || alive(Number(m[1]))) continue;
+      const pids = await sh(["ip", "netns", "pids", ns], { check: false });
+      if (pids.stdout.trim() === "") await sh(["ip", "netns", "del", ns], { check: false });
+    }
+  })();
+  return swept;
+}
+
 export class NetnsLab {
   readonly namespaces: string[] = [];
   private readonly links: { ns: string | null; name: string }[] = [];
 
-  constructor(readonly prefix = `nm${uniq()}`) {}
+  constructor(readonly prefix = `nm${process.pid}-${uniq()}`) {}
 
   async addNs(name: string): Promise<string> {
+    await sweepOrphans();
     const ns = `${this.prefix}-${name}`;
     await sh(["ip", "netns", "add", ns]);
     this.namespaces.push(ns);
