@@ -45,10 +45,12 @@ export class EpochStore {
     if (!f || epoch > f.epoch) this.update(vmId, { epoch });
   }
 
+  /** Applies a patch (an undefined field is removed); writes the file only when something changed. */
   update(vmId: string, patch: Partial<VmFence>): void {
-    const cur = this.fences.get(vmId) ?? { epoch: 0 };
-    const next: VmFence = { ...cur, ...patch };
+    const cur = this.fences.get(vmId);
+    const next: VmFence = { ...(cur ?? { epoch: 0 }), ...patch };
     for (const k of Object.keys(patch) as (keyof VmFence)[]) if (patch[k] === undefined) delete next[k];
+    if (cur && (Object.keys(patch) as (keyof VmFence)[]).every((k) => cur[k] === next[k])) return;
     this.fences.set(vmId, next);
     this.save();
   }
