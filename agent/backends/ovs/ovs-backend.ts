@@ -117,6 +117,7 @@ export class OvsBackend implements Backend {
   async start(): Promise<void> {
     await mkdir(this.options.stateDir, { recursive: true });
     await Inventory.read(this.db, this.options); // the bridge must exist
+    this.ct?.warm();
     for (const a of await StagingArea.loadAll(this.options.stateDir)) this.areas.set(areaKey(a.vmId, a.stagingId), a);
     for (const vmId of await this.footprints.list()) {
       const fp = await this.footprints.load(vmId);
@@ -132,6 +133,7 @@ export class OvsBackend implements Backend {
     this.holdTimers.clear();
     this.db.close();
     this.ctl?.close();
+    this.ct?.close();
   }
 
   // ------------------------------------------------------------ reading
