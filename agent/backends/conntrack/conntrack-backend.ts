@@ -67,6 +67,7 @@ export class ConntrackBackend implements Backend {
     const saved = await readFile(this.selectorsFile, "utf8").catch(() => null);
     if (saved) for (const [vmId, sel] of Object.entries(JSON.parse(saved) as Record<string, ConntrackSelector>)) if (!this.selectors.has(vmId)) this.selectors.set(vmId, sel);
     for (const a of await StagingArea.loadAll(this.opts.stateDir)) this.areas.set(areaKey(a.vmId, a.stagingId), a);
+    this.ct.warm();
   }
 
   private async saveSelectors(): Promise<void> {
@@ -75,7 +76,9 @@ export class ConntrackBackend implements Backend {
     await rename(`${this.selectorsFile}.tmp`, this.selectorsFile);
   }
 
-  async close(): Promise<void> {}
+  async close(): Promise<void> {
+    this.ct.close();
+  }
 
   private selector(vmId: string): ConntrackSelector {
     const sel = this.selectors.get(vmId);

@@ -12,7 +12,8 @@ export { ConntrackBackend } from "./conntrack-backend.js";
 export { KernelConntrack } from "./kernel-table.js";
 export { ZoneRemapper } from "./remap.js";
 export { parseExtended, parseExtendedLine } from "./parse.js";
-export { ctnlLine, runCtnl } from "./ctnetlink-helper.js";
+export { CtnlWriter } from "./ctnetlink-helper.js";
+export { encodeCtOps, ipBytes, type CtOp } from "./ctnetlink-messages.js";
 
 /** Creates the standalone conntrack backend. Call `start()` before use. */
 export function createConntrackBackend(options: ConntrackBackendOptions): Backend {

@@ -1,13 +1,14 @@
 /**
  * The kernel conntrack table of one network namespace: read a VM's entries
- * (one `conntrack -L` per zone), write them in batches (ctnetlink helper),
- * and delete them (by exact tuple, or a whole selector).
+ * (one `conntrack -L` per zone), write them in batches (ctnetlink messages
+ * through long-lived sender processes), and delete them (by exact tuple, or
+ * a whole selector). `close()` stops the senders.
  */
 import { cpus } from "node:os";
 import { BackendError } from "../../../protocol/errors.js";
 import type { ConntrackRow } from "../../../protocol/state/tables.js";
 import type { HostExec } from "../common/command.js";
-import { ctnlLine, runCtnl, type CtOp, type CtnlResult } from "./ctnetlink-helper.js";
+import { CtnlWriter, type CtOp, type CtnlResult } from "./ctnetlink-helper.js";
 import { parseExtended, type ParseStats } from "./parse.js";
 import { filterArgs, selectorZones, type ConntrackSelector } from "./selector.js";
 
@@ -26,7 +27,24 @@ export class KernelConntrack {
   /** Entries skipped on read (unsupported protocol or unparsable), since start. */
   readonly stats: ParseStats = { unsupported: 0, malformed: 0 };
 
-  constructor(private readonly exec: HostExec, private readonly opts: KernelConntrackOptions = {}) {}
+  private readonly writer: CtnlWriter;
+
+  constructor(private readonly exec: HostExec, private readonly opts: KernelConntrackOptions = {}) {
+    this.writer = new CtnlWriter(exec, { python: opts.python ?? "python3", parallelism: opts.parallelism ?? Math.min(4, cpus().length) });
+  }
+
+  /**
+   * Starts the ctnetlink sender processes now (python takes up to a second
+   * to start on a busy host), so a migration's first batch does not wait.
+   */
+  warm(): void {
+    this.writer.warm();
+  }
+
+  /** Stops the sender processes (they restart on the next write). Idempotent. */
+  close(): void {
+    this.writer.close();
+  }
 
   private get bin(): string {
     return this.opts.conntrackBin ?? "conntrack";
@@ -52,16 +70,11 @@ export class KernelConntrack {
 
   /** Writes rows (each with its target zone) as one batch. Throws if any entry failed. */
   async write(ops: [CtOp, ConntrackRow][], what: string): Promise<CtnlResult> {
-    const lines = ops.map(([op, r]) => ctnlLine(op, r));
-    const res = await runCtnl(this.exec, lines, {
-      python: this.opts.python,
-      parallelism: this.opts.parallelism ?? Math.min(4, cpus().length),
-      timeoutMs: this.opts.timeoutMs ?? 120_000,
-    });
+    const res = await this.writer.write(ops, this.opts.timeoutMs ?? 120_000);
     if (res.failed > 0) {
       const first = res.errors[0];
       throw new BackendError(
-        `${what}: ${res.failed} of ${ops.length} conntrack operations failed${first ? ` (first: line ${first.line} ${first.op}: ${first.error})` : ""}`,
+        `${what}: ${res.failed} of ${ops.length} conntrack operations failed${first ? ` (first: entry ${first.index} ${first.op}: ${first.error})` : ""}`,
       );
     }
     return res;

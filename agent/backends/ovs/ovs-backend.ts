@@ -107,6 +107,7 @@ export class OvsBackend implements Backend {
   async start(): Promise<void> {
     await mkdir(this.options.stateDir, { recursive: true });
     await Inventory.read(this.db, this.options); // the bridge must exist
+    this.ct?.warm();
     for (const a of await StagingArea.loadAll(this.options.stateDir)) this.areas.set(areaKey(a.vmId, a.stagingId), a);
     for (const vmId of await this.footprints.list()) {
       const fp = await this.footprints.load(vmId);
@@ -122,11 +123,16 @@ export class OvsBackend implements Backend {
     this.holdTimers.clear();
     this.db.close();
     this.ctl?.close();
+    this.ct?.close();
   }
 
   // ------------------------------------------------------------ reading
 
-  private async readLive(vmId: string): Promise<LiveRead> {
+  /**
+   * Reads a VM's live state. `conntrackRows`, when given, stands in for the
+   * kernel read (activation: the entries were loaded and confirmed at stage).
+   */
+  private async readLive(vmId: string, conntrackRows?: ConntrackRow[]): Promise<LiveRead> {
     const o = this.options;
     const inv = await Inventory.read(this.db, o);
     const ifaces = inv.vmIfaces(vmId);
@@ -139,7 +145,8 @@ export class OvsBackend implements Backend {
     const [flowText, fdbEntries, conntrack] = await Promise.all([
       this.flows.dump(cookie),
       ifaces.length ? this.fdb.show() : Promise.resolve([]),
-      this.ct && Object.keys(zones).length ? this.ct.list(this.ctSelector(zones)) : Promise.resolve([] as ConntrackRow[]),
+      conntrackRows ? Promise.resolve(conntrackRows)
+        : this.ct && Object.keys(zones).length ? this.ct.list(this.ctSelector(zones)) : Promise.resolve([] as ConntrackRow[]),
     ]);
     const acls = parseFlows(flowText, toPortable(pm), new Set(ifaces.map((i) => i.ifaceId)));
     const byOfport = new Map(ifaces.filter((i) => i.ofport > 0).map((i) => [i.ofport, i.ifaceId]));
@@ -391,7 +398,10 @@ export class OvsBackend implements Backend {
       shadow.observe(want, Date.now(), atMs);
       const vm: LiveVm = { shadow, frozen: false };
       this.live.set(vmId, vm);
-      const fresh = await this.readLive(vmId);
+      // Conntrack was loaded (every entry confirmed) at stage: re-reading
+      // 100k entries here would only lengthen activation. The next read sees
+      // the kernel's own view (timeouts that ran down, entries that ended).
+      const fresh = await this.readLive(vmId, this.ct ? want.conntrack : []);
       shadow.observe(fresh.tables);
       this.areas.delete(areaKey(vmId, stagingId));
       await area.deleteFile(this.options.stateDir);
