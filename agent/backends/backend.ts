@@ -71,9 +71,13 @@ export interface Backend {
   /** Idempotent; flushes what must survive a restart. */
   close(): Promise<void>;
 
-  /** VMs with live (active or frozen) state on this host. */
+  /**
+   * VMs with live (active or frozen) state on this host. Heartbeats call it,
+   * so a backend that must read a dataplane to summarise a VM may answer as
+   * last observed; `describe` is the fresh view.
+   */
   listVms(): Promise<VmSummary[]>;
-  /** One live VM's summary, or null if it has no state here. */
+  /** One live VM's summary, read now, or null if it has no state here. */
   describe(vmId: string): Promise<VmSummary | null>;
 
   /**

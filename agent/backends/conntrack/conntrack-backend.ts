@@ -98,9 +98,10 @@ export class ConntrackBackend implements Backend {
     return { vmId, gen: vm.shadow.gen, digest: vm.shadow.digest.toString(), tables: vm.shadow.digest.tables(), counts: vm.shadow.counts(), frozen: vm.frozen };
   }
 
+  /** Every selected VM, as last observed (heartbeats call this); `describe` reads the kernel. */
   async listVms(): Promise<VmSummary[]> {
     const out: VmSummary[] = [];
-    for (const vmId of [...this.selectors.keys()].sort()) out.push(this.summary(vmId, await this.refresh(vmId)));
+    for (const vmId of [...this.selectors.keys()].sort()) out.push(this.summary(vmId, this.live.get(vmId) ?? (await this.refresh(vmId))));
     return out;
   }
 
