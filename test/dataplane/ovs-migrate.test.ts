@@ -72,6 +72,17 @@ test("ovs backend - migrates a VM's flows, fdb, QoS, tags, tunnels and conntrack
     assert.equal(d1.upserts.acls, undefined, "unchanged tables are not resent");
     await b.stage(VM1, "m1", d1, remap);
 
+    // ---- the destination's tap is plugged while pre-copy runs (libvirt plugs
+    // it when the incoming QEMU starts): vm1 is still not live on B.
+    const early = ["--", "set", "interface", "v1early", "type=internal", `external_ids:vm-id=${VM1}`, "external_ids:iface-id=vm1-if0", `external_ids:attached-mac=${topo.vm1Mac}`];
+    await ovsB.vsctl(["add-port", "br-int", "v1early", ...early]);
+    assert.deepEqual((await b.listVms()).map((v) => v.vmId), [], "an incoming VM is not listed as live on B");
+    assert.equal(await b.describe(VM1), null);
+    await assert.rejects(b.write(VM1, { upserts: {}, deletes: { acls: ["x"] } }, false), VmMigratingError);
+    assert.doesNotMatch((await ovsB.ofctl(["dump-flows", ovsB.mgmt("br-int"), `cookie=${cookieHex(VM1)}/0x${MASK.toString(16)}`])).stdout, /cookie=/, "no flow of vm1 on B with its port there");
+    assert.equal((await b.staged(VM1, "m1"))?.counts.conntrack, 3);
+    await ovsB.vsctl(["del-port", "br-int", "v1early"]);
+
     // ---- freeze, final delta, seal
     await a.setFrozen(VM1, true);
     await assert.rejects(a.write(VM1, { upserts: {}, deletes: { acls: ["x"] } }, false), VmMigratingError);

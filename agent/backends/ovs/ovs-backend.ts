@@ -184,8 +184,20 @@ export class OvsBackend implements Backend {
     return r.ifaces.length > 0 || r.tables.acls.length > 0;
   }
 
-  /** Fresh read into the VM's shadow; null when the VM has no state here. */
+  /**
+   * A VM on its way to this host: staged here and not yet activated. Its
+   * port may already be plugged (libvirt plugs the destination's tap when the
+   * incoming QEMU starts), but it is not live here until activation.
+   */
+  private incoming(vmId: string): boolean {
+    if (this.live.has(vmId)) return false;
+    for (const a of this.areas.values()) if (a.vmId === vmId) return true;
+    return false;
+  }
+
+  /** Fresh read into the VM's shadow; null when the VM has no live state here. */
   private async refresh(vmId: string): Promise<LiveVm | null> {
+    if (this.incoming(vmId)) return null;
     const r = await this.readLive(vmId);
     let vm = this.live.get(vmId);
     if (!this.exists(r)) {
@@ -204,12 +216,18 @@ export class OvsBackend implements Backend {
     return { vmId, gen: vm.shadow.gen, digest: vm.shadow.digest.toString(), tables: vm.shadow.digest.tables(), counts: vm.shadow.counts(), frozen: vm.frozen };
   }
 
+  /**
+   * Every VM on the bridge, as last observed: heartbeats call this, so it
+   * reads only OVSDB, and the dataplane just for VMs not seen before or gone
+   * from the bridge since. `describe` and `read` always read it fresh.
+   */
   async listVms(): Promise<VmSummary[]> {
     const inv = await Inventory.read(this.db, this.options);
     const ids = new Set([...inv.vms.keys(), ...this.live.keys()]);
     const out: VmSummary[] = [];
     for (const vmId of [...ids].sort()) {
-      const s = await this.describe(vmId);
+      const vm = this.live.get(vmId);
+      const s = vm && inv.vms.has(vmId) ? this.summary(vmId, vm) : await this.describe(vmId);
       if (s) out.push(s);
     }
     return out;
@@ -254,6 +272,7 @@ export class OvsBackend implements Backend {
     return this.lock(vmId, async () => {
       const vm = this.live.get(vmId);
       if (vm?.frozen) throw new VmMigratingError(`VM ${vmId} is migrating: its network state is frozen`, { vmId });
+      if (this.incoming(vmId)) throw new VmMigratingError(`VM ${vmId} is migrating to host bridge ${this.options.bridge}: write to its source until it is activated here`, { vmId });
       const cur = await this.readLive(vmId);
       if (!this.exists(cur) && !create) throw new UnknownVmError(`VM ${vmId} has no state on bridge ${this.options.bridge}`, { vmId });
       const want = applyChange(cur.tables, change);
