@@ -57,22 +57,29 @@ export class StagingArea {
     for (const t of TABLE_NAMES) this.tables.set(t, new Map());
   }
 
+  /**
+   * The rows `apply(delta)` will remove from table `t`, by key: the delta's
+   * deletes, and for a full snapshot every row it does not carry.
+   */
+  removals(delta: StateDelta, t: TableName): Map<string, Row> {
+    const cur = this.tables.get(t)!;
+    const out = new Map<string, Row>();
+    if (delta.baseGen === null && cur.size > 0) {
+      const incoming = new Set(((delta.upserts[t] ?? []) as unknown as Row[]).map((r) => keyOf(t, r)));
+      for (const [key, row] of cur) if (!incoming.has(key)) out.set(key, row);
+    }
+    for (const key of delta.deletes[t] ?? []) {
+      const row = cur.get(key);
+      if (row) out.set(key, row);
+    }
+    return out;
+  }
+
   /** Applies a full snapshot (replaces the content) or a delta; rows must already be remapped. */
   apply(delta: StateDelta): StagingChange {
     const ch: StagingChange = { added: {}, replaced: {}, removed: {} };
-    if (delta.baseGen === null) {
-      for (const t of TABLE_NAMES) {
-        const incoming = new Set(((delta.upserts[t] ?? []) as unknown as Row[]).map((r) => keyOf(t, r)));
-        for (const [key, row] of this.tables.get(t)!) {
-          if (!incoming.has(key)) this.del(t, key, row, ch);
-        }
-      }
-    }
     for (const t of TABLE_NAMES) {
-      for (const key of delta.deletes[t] ?? []) {
-        const row = this.tables.get(t)!.get(key);
-        if (row) this.del(t, key, row, ch);
-      }
+      for (const [key, row] of this.removals(delta, t)) this.del(t, key, row, ch);
       const cur = this.tables.get(t)!;
       for (const row of (delta.upserts[t] ?? []) as unknown as Row[]) {
         const key = keyOf(t, row);

@@ -21,6 +21,7 @@ import { StagingArea } from "../common/staging-area.js";
 import type { CtOp } from "./ctnetlink-helper.js";
 import { KernelConntrack, type KernelConntrackOptions } from "./kernel-table.js";
 import { ZoneRemapper } from "./remap.js";
+import { stageWithConntrack } from "./stage.js";
 import { isEmptySelector, selectorZones, type ConntrackSelector } from "./selector.js";
 
 export interface ConntrackBackendOptions {
@@ -166,19 +167,7 @@ export class ConntrackBackend implements Backend {
     const zones = area.meta.zones as Record<string, number>;
     const remapper = new ZoneRemapper(remap.srcPortZones, (id) => zones[id] ?? 0);
     const conntrack = remapper.remap(delta.upserts.conntrack ?? [], vmId);
-    const change = area.apply({ ...delta, upserts: { conntrack }, deletes: { conntrack: delta.deletes.conntrack ?? [] } });
-    const ops: [CtOp, ConntrackRow][] = [];
-    for (const r of (change.removed.conntrack ?? []) as unknown as ConntrackRow[]) ops.push(["D", r]);
-    for (const [old, r] of (change.replaced.conntrack ?? []) as unknown as [ConntrackRow, ConntrackRow][]) {
-      if (old.zone !== r.zone) ops.push(["D", old]);
-      ops.push(["R", r]);
-    }
-    for (const r of (change.added.conntrack ?? []) as unknown as ConntrackRow[]) ops.push(["R", r]);
-    if (ops.length) {
-      await this.ct.write(ops, `stage VM ${vmId}`);
-      const now = Date.now();
-      for (const [op, r] of ops) if (op !== "D") area.loadedAt.set(`conntrack|${keyOf("conntrack", r)}`, now);
-    }
+    await stageWithConntrack(this.ct, area, { ...delta, upserts: { conntrack }, deletes: { conntrack: delta.deletes.conntrack ?? [] } }, `stage VM ${vmId}`);
   }
 
   async seal(vmId: string, stagingId: string): Promise<void> {

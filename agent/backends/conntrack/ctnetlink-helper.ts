@@ -181,15 +181,18 @@ class Sender {
             reject(timeoutError);
           }, timeoutMs);
           this.pending = { resolve, reject, timer };
-          const head = Buffer.alloc(4);
+          // Corked writes go out as one writev: no copy of the batch into one buffer.
+          const head = Buffer.alloc(4 + 4 * chunks.length);
           head.writeUInt32LE(chunks.length);
-          const parts: Buffer[] = [head];
-          for (const c of chunks) {
-            const len = Buffer.alloc(4);
-            len.writeUInt32LE(c.length);
-            parts.push(len, c);
-          }
-          child.stdin.write(Buffer.concat(parts));
+          const stdin = child.stdin;
+          stdin.cork();
+          stdin.write(head.subarray(0, 4));
+          chunks.forEach((c, i) => {
+            head.writeUInt32LE(c.length, 4 + 4 * i);
+            stdin.write(head.subarray(4 + 4 * i, 8 + 4 * i));
+            stdin.write(c);
+          });
+          stdin.uncork();
         });
         const parsed = JSON.parse(line) as { errors?: unknown };
         if (!Array.isArray(parsed.errors)) throw new BackendError(`ctnetlink sender answered ${line.slice(0, 200)}`);
@@ -220,9 +223,22 @@ class Sender {
   }
 }
 
+type Ops = readonly (readonly [CtOp, ConntrackRow])[];
+
+/** What one pass over the kernel reported: errno per failed input index; `lost` when errors overflowed. */
+interface Pass {
+  failed: Map<number, number>;
+  lost: number;
+}
+
 /**
  * Writes conntrack ops through `parallelism` long-lived senders (each with
  * its own netlink socket; the kernel table takes concurrent writers).
+ *
+ * A replace ("R") is sent as a plain create first: on a destination the entry
+ * is almost never there, and one message per entry is half the kernel work
+ * of delete + create. Entries that answer "exists" (or every replace of a
+ * pass whose errors overflowed the socket) are then replaced for real.
  */
 export class CtnlWriter {
   private readonly senders: Sender[];
@@ -233,13 +249,48 @@ export class CtnlWriter {
     this.senders = Array.from({ length: n }, () => new Sender(exec, opts.python ?? "python3"));
   }
 
-  async write(ops: readonly (readonly [CtOp, ConntrackRow])[], timeoutMs = 120_000): Promise<CtnlResult> {
+  async write(ops: Ops, timeoutMs = 120_000): Promise<CtnlResult> {
     const total: CtnlResult = { created: 0, deleted: 0, failed: 0, errors: [] };
     if (ops.length === 0) return total;
+    const first = await this.pass(ops.map(([op, r]) => [op === "R" ? "A" : op, r] as const), timeoutMs);
+    // Replaces to redo as delete + create: those that found the entry there, or all if errors were lost.
+    const redo: number[] = [];
+    ops.forEach(([op], i) => {
+      if (op === "R" && (first.lost > 0 || first.failed.get(i) === 17)) redo.push(i);
+    });
+    const failed = new Map(first.failed);
+    for (const i of redo) failed.delete(i);
+    let lost = first.lost > 0 ? ops.filter(([op]) => op !== "R").length : 0;
+    if (redo.length) {
+      const second = await this.pass(redo.map((i) => ops[i]!), timeoutMs);
+      for (const [j, errno] of second.failed) failed.set(redo[j]!, errno);
+      if (second.lost) lost += redo.length;
+    }
+    if (lost) {
+      total.failed += lost;
+      total.errors.push({ index: -1, op: "?", errno: 105, error: "netlink receive buffer overflowed; errors were lost" });
+    }
+    for (const [index, errno] of failed) {
+      total.failed++;
+      if (total.errors.length < 20) total.errors.push({ index, op: ops[index]![0], errno, error: ERRNO[errno] ?? `errno ${errno}` });
+    }
+    if (!lost) {
+      ops.forEach(([op], i) => {
+        if (failed.has(i)) return;
+        if (op === "D") total.deleted++;
+        else total.created++;
+      });
+    }
+    return total;
+  }
+
+  /** One pass: the ops split over the senders; failures by input index. */
+  private async pass(ops: Ops, timeoutMs: number): Promise<Pass> {
+    const out: Pass = { failed: new Map(), lost: 0 };
     // Below ~5k ops a second process is not worth it.
     const n = Math.max(1, Math.min(this.senders.length, Math.ceil(ops.length / 5000)));
     const per = Math.ceil(ops.length / n);
-    const parts: { from: number; ops: readonly (readonly [CtOp, ConntrackRow])[] }[] = [];
+    const parts: { from: number; ops: Ops }[] = [];
     for (let i = 0; i < ops.length; i += per) parts.push({ from: i, ops: ops.slice(i, i + per) });
     await Promise.all(
       parts.map(async (p, k) => {
@@ -248,11 +299,9 @@ export class CtnlWriter {
         if (this.seq > 0x7fffffff) this.seq = 1;
         const enc = encodeCtOps(p.ops, firstSeq);
         const errs = await this.senders[k]!.send(enc.chunks, timeoutMs);
-        const failedAt = new Set<number>();
         for (const [seq, errno] of errs) {
           if (seq === 0) {
-            total.failed += p.ops.length;
-            total.errors.push({ index: -1, op: "?", errno, error: "netlink receive buffer overflowed; errors were lost" });
+            out.lost++;
             continue;
           }
           const i = seq - firstSeq;
@@ -261,19 +310,11 @@ export class CtnlWriter {
           // A delete of a missing entry (also the delete half of a replace) is fine.
           if ((wire === "D" || wire === "X") && errno === 2) continue;
           const index = p.from + enc.inputIndex[i]!;
-          if (failedAt.has(index)) continue;
-          failedAt.add(index);
-          total.failed++;
-          if (total.errors.length < 20) total.errors.push({ index, op: ops[index]![0], errno, error: ERRNO[errno] ?? `errno ${errno}` });
+          if (!out.failed.has(index)) out.failed.set(index, errno);
         }
-        p.ops.forEach(([op], i) => {
-          if (failedAt.has(p.from + i)) return;
-          if (op === "D") total.deleted++;
-          else total.created++;
-        });
       }),
     );
-    return total;
+    return out;
   }
 
   /** Starts the sender processes ahead of the first write. */

@@ -89,8 +89,21 @@ export function ipBytes(s: string): Uint8Array {
 
 /** Appends netlink attributes to a growing buffer. */
 class Writer {
-  buf = Buffer.allocUnsafe(1 << 16);
+  buf = Buffer.allocUnsafe(CHUNK_BYTES + 4096);
   len = 0;
+
+  /**
+   * Hands out the bytes before `at` (no copy: a view of this buffer) and
+   * continues in a fresh buffer that starts with the bytes from `at` on.
+   */
+  cut(at: number): Buffer {
+    const done = this.buf.subarray(0, at);
+    const next = Buffer.allocUnsafe(Math.max(CHUNK_BYTES + 4096, 2 * (this.len - at)));
+    this.buf.copy(next, 0, at, this.len);
+    this.buf = next;
+    this.len -= at;
+    return done;
+  }
 
   private room(n: number): void {
     if (this.len + n <= this.buf.length) return;
@@ -111,13 +124,16 @@ class Writer {
   begin(type: number): number {
     this.room(4);
     const at = this.len;
-    this.buf.writeUInt16LE(type, at + 2);
+    const b = this.buf;
+    b[at + 2] = type & 255;
+    b[at + 3] = type >>> 8;
     this.len += 4;
     return at;
   }
   end(at: number): void {
     const n = this.len - at;
-    this.buf.writeUInt16LE(n, at);
+    this.buf[at] = n & 255;
+    this.buf[at + 1] = n >>> 8;
     const pad = (4 - (n % 4)) % 4;
     if (pad === 0) return;
     this.room(pad);
@@ -128,13 +144,15 @@ class Writer {
   u8(type: number, v: number): void {
     const a = this.begin(type);
     this.room(1);
-    this.buf.writeUInt8(v, this.len++);
+    this.buf[this.len++] = v & 255;
     this.end(a);
   }
   be16(type: number, v: number): void {
     const a = this.begin(type);
     this.room(2);
-    this.buf.writeUInt16BE(v, this.len);
+    const b = this.buf;
+    b[this.len] = (v >>> 8) & 255;
+    b[this.len + 1] = v & 255;
     this.len += 2;
     this.end(a);
   }
@@ -151,8 +169,10 @@ class Writer {
     this.room(8);
     const b = this.buf;
     const at = this.len;
-    b.writeUInt16LE(8, at);
-    b.writeUInt16LE(type, at + 2);
+    b[at] = 8;
+    b[at + 1] = 0;
+    b[at + 2] = type & 255;
+    b[at + 3] = type >>> 8;
     let part = 0;
     let n = 0;
     let digits = 0;
@@ -288,29 +308,14 @@ export function encodeCtOps(ops: readonly (readonly [CtOp, ConntrackRow])[], fir
   const chunks: Buffer[] = [];
   const wireOps: WireOp[] = [];
   const inputIndex: number[] = [];
-  let chunkStart = 0;
   let seq = firstSeq;
-  const flush = (upTo: number) => {
-    if (upTo > chunkStart) {
-      const c = Buffer.allocUnsafe(upTo - chunkStart);
-      w.buf.copy(c, 0, chunkStart, upTo);
-      chunks.push(c);
-    }
-    chunkStart = upTo;
-  };
   const add = (op: "A" | "D", wire: WireOp, r: ConntrackRow, idx: number) => {
     const before = w.len;
     message(w, op, r, seq++);
     wireOps.push(wire);
     inputIndex.push(idx);
-    if (w.len - chunkStart > CHUNK_BYTES && before > chunkStart) {
-      // This message overflowed the chunk: close the chunk before it, and
-      // move the message to the front of the buffer.
-      flush(before);
-      w.buf.copy(w.buf, 0, before, w.len);
-      w.len -= before;
-      chunkStart = 0;
-    }
+    // This message overflowed the chunk: the chunk ends before it.
+    if (w.len > CHUNK_BYTES && before > 0) chunks.push(w.cut(before));
   };
   ops.forEach(([op, r], idx) => {
     if (op === "R") {
@@ -318,6 +323,6 @@ export function encodeCtOps(ops: readonly (readonly [CtOp, ConntrackRow])[], fir
       add("A", "A", r, idx);
     } else add(op, op, r, idx);
   });
-  flush(w.len);
+  if (w.len > 0) chunks.push(w.buf.subarray(0, w.len));
   return { chunks, wireOps, inputIndex, firstSeq };
 }

@@ -21,6 +21,7 @@ import { Shadow } from "../common/shadow.js";
 import { StagingArea } from "../common/staging-area.js";
 import { KernelConntrack } from "../conntrack/kernel-table.js";
 import { ZoneRemapper } from "../conntrack/remap.js";
+import { stageWithConntrack } from "../conntrack/stage.js";
 import type { CtOp } from "../conntrack/ctnetlink-helper.js";
 import type { ConntrackSelector } from "../conntrack/selector.js";
 import { vmCookie } from "./cookie.js";
@@ -362,21 +363,7 @@ export class OvsBackend implements Backend {
       const upserts = { ...delta.upserts };
       if (upserts.ports) upserts.ports = upserts.ports.map((p) => ({ ...p, ofport: 0, ctZone: zones[p.ifaceId] ?? 0 }));
       if (upserts.conntrack) upserts.conntrack = remapper.remap(upserts.conntrack, vmId);
-      const change = area.apply({ ...delta, upserts });
-      if (this.ct) {
-        const ops: [CtOp, ConntrackRow][] = [];
-        for (const r of (change.removed.conntrack ?? []) as unknown as ConntrackRow[]) ops.push(["D", r]);
-        for (const [old, r] of (change.replaced.conntrack ?? []) as unknown as [ConntrackRow, ConntrackRow][]) {
-          if (old.zone !== r.zone) ops.push(["D", old]);
-          ops.push(["R", r]);
-        }
-        for (const r of (change.added.conntrack ?? []) as unknown as ConntrackRow[]) ops.push(["R", r]);
-        if (ops.length) {
-          await this.ct.write(ops, `stage VM ${vmId}`);
-          const now = Date.now();
-          for (const [op, r] of ops) if (op !== "D") area.loadedAt.set(`conntrack|${keyOf("conntrack", r)}`, now);
-        }
-      }
+      await stageWithConntrack(this.ct, area, { ...delta, upserts }, `stage VM ${vmId}`);
     });
   }
 
