@@ -43,7 +43,11 @@ test("conntrack backend - moves a VM's entries by zone and mark, remaps zones, k
     assert.equal((await lab.exec(hb, ["conntrack", "-L", "-w", "4097"])).stdout.trim(), "");
     assert.equal((await lab.exec(hb, ["conntrack", "-L", "-w", "4096"])).stdout.split("\n").filter(Boolean).length, 1);
 
-    // Now the real move.
+    // Now the real move. A stale entry with the same tuple as one of vmx's sits
+    // in the zone B will use (a load is create first; an entry that is there
+    // is replaced), and the first stage is retried as after a lost reply.
+    await ins(hb, ["-p", "tcp", "-s", "198.18.2.10", "-d", "198.18.3.1", "--sport", "5000", "--dport", "80", "--state", "SYN_SENT", "-t", "50", "-w", "4097", "-m", "99"]);
+    await b.stage("vmx", "s1", full, remap);
     await b.stage("vmx", "s1", full, remap);
     await a.setFrozen("vmx", true);
     const fin = await a.read("vmx", full.gen);
@@ -57,6 +61,8 @@ test("conntrack backend - moves a VM's entries by zone and mark, remaps zones, k
     const onB = (await lab.exec(hb, ["conntrack", "-L", "-o", "extended", "-w", "4097"])).stdout;
     assert.match(onB, /src=198\.18\.2\.10 dst=198\.18\.3\.1 sport=5000 dport=80 src=198\.18\.3\.1 dst=198\.18\.4\.1 sport=80 dport=6000 \[ASSURED\] mark=7 zone=4097/);
     assert.match(onB, /src=198\.18\.4\.2 dst=198\.18\.2\.10 sport=5353 dport=5001 mark=7 zone=4097/);
+    assert.equal(onB.split("\n").filter(Boolean).length, 2, `the stale entry was replaced, nothing doubled:\n${onB}`);
+    assert.doesNotMatch(onB, /mark=99/);
     const timeouts = [...onB.matchAll(/^\S+\s+\d+\s+\S+\s+\d+\s+(\d+)/gm)].map((m) => Number(m[1]));
     assert.ok(timeouts.some((x) => x > 1900 && x <= 2000) && timeouts.some((x) => x > 800 && x <= 900), `timeouts kept: ${timeouts}`);
     const leftA = (await lab.exec(ha, ["conntrack", "-L", "-o", "extended"])).stdout;
