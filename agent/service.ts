@@ -241,8 +241,7 @@ export class Agent {
   private async activate(env: Envelope): Promise<ActivateReply> {
     this.fence(env, "activate");
     const staged = await this.backend.staged(env.vmId, env.migrationId);
-    const live = await this.backend.describe(env.vmId);
-    if (!live && (!staged || !staged.sealed)) {
+    if (!staged?.sealed && !(await this.backend.describe(env.vmId, false))) {
       throw new NotStagedError(`VM ${env.vmId} has no sealed staged state for migration ${env.migrationId} on host ${this.hostId}`, { vmId: env.vmId, migrationId: env.migrationId, hostId: this.hostId });
     }
     const v = await this.backend.activate(env.vmId, env.migrationId);
@@ -261,8 +260,9 @@ export class Agent {
 
   // ------------------------------------------------------------ source side
 
-  private async liveOrThrow(vmId: string) {
-    const v = await this.backend.describe(vmId);
+  /** The VM's summary; `fresh = false` where only its presence and frozen flag matter (no dataplane read). */
+  private async liveOrThrow(vmId: string, fresh = true) {
+    const v = await this.backend.describe(vmId, fresh);
     if (!v) throw new UnknownVmError(`VM ${vmId} has no state on host ${this.hostId}`, { vmId, hostId: this.hostId });
     return v;
   }
@@ -271,7 +271,7 @@ export class Agent {
     const req = parseTransferRequest(env.body);
     checkHostId(req.dstHostId, "transfer request.dstHostId");
     this.fence(env, "transfer");
-    const v = await this.liveOrThrow(env.vmId);
+    const v = await this.liveOrThrow(env.vmId, false);
     if (req.freeze && !v.frozen) await this.freezeVm(env);
     else if (req.final && !v.frozen) throw new WrongPhaseError(`the final transfer of VM ${env.vmId} needs it frozen first`, { vmId: env.vmId, migrationId: env.migrationId });
     const read = await this.backend.read(env.vmId, req.sinceGen);

@@ -77,8 +77,12 @@ export interface Backend {
    * last observed; `describe` is the fresh view.
    */
   listVms(): Promise<VmSummary[]>;
-  /** One live VM's summary, read now, or null if it has no state here. */
-  describe(vmId: string): Promise<VmSummary | null>;
+  /**
+   * One live VM's summary, read now, or null if it has no state here. With
+   * `fresh = false` a backend may answer as last observed (only whether the
+   * VM is here and frozen is needed, not a new read of its dataplane).
+   */
+  describe(vmId: string, fresh?: boolean): Promise<VmSummary | null>;
 
   /**
    * Reads a live VM: the full state when `sinceGen` is null, else what

@@ -106,9 +106,9 @@ export class ConntrackBackend implements Backend {
     return out;
   }
 
-  async describe(vmId: string): Promise<VmSummary | null> {
+  async describe(vmId: string, fresh = true): Promise<VmSummary | null> {
     if (!this.selectors.has(vmId)) return null;
-    return this.summary(vmId, await this.refresh(vmId));
+    return this.summary(vmId, (fresh ? undefined : this.live.get(vmId)) ?? (await this.refresh(vmId)));
   }
 
   async read(vmId: string, sinceGen: number | null): Promise<ReadResult> {

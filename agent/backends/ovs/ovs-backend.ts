@@ -234,9 +234,10 @@ export class OvsBackend implements Backend {
     return out;
   }
 
-  describe(vmId: string): Promise<VmSummary | null> {
+  describe(vmId: string, fresh = true): Promise<VmSummary | null> {
     return this.lock(vmId, async () => {
-      const vm = await this.refresh(vmId);
+      const known = fresh ? undefined : this.live.get(vmId);
+      const vm = known ?? (await this.refresh(vmId));
       return vm ? this.summary(vmId, vm) : null;
     });
   }
