@@ -10,7 +10,7 @@ import { mkdir, readdir, readFile, rename, rm, writeFile } from "node:fs/promise
 import { join } from "node:path";
 import { encodeBlock, decodeBlock } from "../../../protocol/codec/columnar.js";
 import { pack, unpack } from "../../../protocol/codec/packr.js";
-import { InvalidStateError } from "../../../protocol/errors.js";
+import { BadRequestError, InvalidStateError, NotStagedError } from "../../../protocol/errors.js";
 import { canonicalJson, StateDigest } from "../../../protocol/state/digest.js";
 import { emptyTables, tableCounts, type StateDelta, type Tables } from "../../../protocol/state/model.js";
 import { keyOf, TABLE_NAMES, TABLES, type TableName } from "../../../protocol/state/tables.js";
@@ -177,6 +177,73 @@ export class StagingArea {
       for (const [k, v] of (raw.loadedAt ?? []) as [string, number][]) area.loadedAt.set(k, v);
       out.push(area);
     }
+    return out;
+  }
+}
+
+/**
+ * A backend's staging areas, by VM and staging id, persisted in one state
+ * directory: what the ovs and conntrack backends keep for incoming VMs.
+ */
+export class StagingAreas {
+  private readonly byKey = new Map<string, StagingArea>();
+
+  constructor(private readonly dir: string) {}
+
+  private static key(vmId: string, stagingId: string): string {
+    return `${vmId}\u0000${stagingId}`;
+  }
+
+  /** Loads the areas persisted in the state directory. */
+  async load(): Promise<void> {
+    for (const a of await StagingArea.loadAll(this.dir)) this.byKey.set(StagingAreas.key(a.vmId, a.stagingId), a);
+  }
+
+  get(vmId: string, stagingId: string): StagingArea | undefined {
+    return this.byKey.get(StagingAreas.key(vmId, stagingId));
+  }
+
+  /** The area to stage into (created on first use); refused once sealed. */
+  open(vmId: string, stagingId: string): StagingArea {
+    const key = StagingAreas.key(vmId, stagingId);
+    let area = this.byKey.get(key);
+    if (!area) this.byKey.set(key, (area = new StagingArea(vmId, stagingId)));
+    if (area.sealed) throw new BadRequestError(`staging area ${stagingId} of VM ${vmId} is sealed`, { vmId });
+    return area;
+  }
+
+  /** Seals an area and persists it. */
+  async seal(vmId: string, stagingId: string): Promise<void> {
+    const area = this.get(vmId, stagingId);
+    if (!area) throw new NotStagedError(`no staging area ${stagingId} for VM ${vmId}`, { vmId });
+    area.sealed = true;
+    await area.save(this.dir);
+  }
+
+  /** Forgets an area and deletes its file. */
+  async delete(vmId: string, stagingId: string): Promise<void> {
+    this.byKey.delete(StagingAreas.key(vmId, stagingId));
+    await rm(StagingArea.fileName(this.dir, vmId, stagingId), { force: true });
+  }
+
+  summary(vmId: string, stagingId: string): StagedSummary | null {
+    return this.get(vmId, stagingId)?.summary() ?? null;
+  }
+
+  list(): StagedSummary[] {
+    return [...this.byKey.values()].map((a) => a.summary());
+  }
+
+  /** True when some area holds state for `vmId` (a VM on its way to this host). */
+  hasVm(vmId: string): boolean {
+    for (const a of this.byKey.values()) if (a.vmId === vmId) return true;
+    return false;
+  }
+
+  /** Conntrack zones allocated to the areas' ports (`meta.zones`). */
+  zones(): Set<number> {
+    const out = new Set<number>();
+    for (const a of this.byKey.values()) for (const z of Object.values((a.meta.zones ?? {}) as Record<string, number>)) out.add(z);
     return out;
   }
 }

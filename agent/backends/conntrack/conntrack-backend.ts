@@ -17,7 +17,7 @@ import { emptyTables, type StateDelta } from "../../../protocol/state/model.js";
 import { keyOf, type ConntrackRow } from "../../../protocol/state/tables.js";
 import { HostExec } from "../common/command.js";
 import { Shadow } from "../common/shadow.js";
-import { StagingArea } from "../common/staging-area.js";
+import { StagingArea, StagingAreas } from "../common/staging-area.js";
 import type { CtOp } from "./ctnetlink-helper.js";
 import { KernelConntrack, type KernelConntrackOptions } from "./kernel-table.js";
 import { ZoneRemapper } from "./remap.js";
@@ -42,20 +42,20 @@ interface LiveVm {
   frozen: boolean;
 }
 
-const areaKey = (vmId: string, stagingId: string) => `${vmId}\u0000${stagingId}`;
 
 export class ConntrackBackend implements Backend {
   readonly kind = "conntrack";
   private readonly ct: KernelConntrack;
   private readonly selectors = new Map<string, ConntrackSelector>();
   private readonly live = new Map<string, LiveVm>();
-  private readonly areas = new Map<string, StagingArea>();
+  private readonly areas: StagingAreas;
   private readonly zoneRange: [number, number];
 
   constructor(private readonly opts: ConntrackBackendOptions) {
     if (!opts?.stateDir) throw new BadRequestError("conntrack backend: stateDir is required");
     this.ct = new KernelConntrack(new HostExec(opts.netns ?? null), opts.kernel ?? {});
     this.zoneRange = opts.zoneRange ?? [4096, 65000];
+    this.areas = new StagingAreas(opts.stateDir);
     for (const [vmId, sel] of Object.entries(opts.vms ?? {})) this.selectors.set(vmId, sel);
   }
 
@@ -67,7 +67,7 @@ export class ConntrackBackend implements Backend {
     await mkdir(this.opts.stateDir, { recursive: true });
     const saved = await readFile(this.selectorsFile, "utf8").catch(() => null);
     if (saved) for (const [vmId, sel] of Object.entries(JSON.parse(saved) as Record<string, ConntrackSelector>)) if (!this.selectors.has(vmId)) this.selectors.set(vmId, sel);
-    for (const a of await StagingArea.loadAll(this.opts.stateDir)) this.areas.set(areaKey(a.vmId, a.stagingId), a);
+    await this.areas.load();
     this.ct.warm();
   }
 
@@ -153,16 +153,13 @@ export class ConntrackBackend implements Backend {
     if (own) return (zones[ifaceId] = own);
     const used = new Set<number>();
     for (const s of this.selectors.values()) for (const z of selectorZones(s)) used.add(z);
-    for (const a of this.areas.values()) for (const z of Object.values((a.meta.zones ?? {}) as Record<string, number>)) used.add(z);
+    for (const z of this.areas.zones()) used.add(z);
     for (let z = this.zoneRange[0]; z <= this.zoneRange[1]; z++) if (!used.has(z)) return (zones[ifaceId] = z);
     throw new BackendError(`no free conntrack zone in ${this.zoneRange[0]}..${this.zoneRange[1]}`, { vmId: area.vmId });
   }
 
   async stage(vmId: string, stagingId: string, delta: StateDelta, remap: RemapContext): Promise<void> {
-    const key = areaKey(vmId, stagingId);
-    let area = this.areas.get(key);
-    if (!area) this.areas.set(key, (area = new StagingArea(vmId, stagingId)));
-    if (area.sealed) throw new BadRequestError(`staging area ${stagingId} of VM ${vmId} is sealed`, { vmId });
+    const area = this.areas.open(vmId, stagingId);
     for (const ifaceId of Object.keys(remap.srcPortZones)) this.allocate(area, ifaceId);
     const zones = area.meta.zones as Record<string, number>;
     const remapper = new ZoneRemapper(remap.srcPortZones, (id) => zones[id] ?? 0);
@@ -170,23 +167,20 @@ export class ConntrackBackend implements Backend {
     await stageWithConntrack(this.ct, area, { ...delta, upserts: { conntrack }, deletes: { conntrack: delta.deletes.conntrack ?? [] } }, `stage VM ${vmId}`);
   }
 
-  async seal(vmId: string, stagingId: string): Promise<void> {
-    const area = this.areas.get(areaKey(vmId, stagingId));
-    if (!area) throw new NotStagedError(`no staging area ${stagingId} for VM ${vmId}`, { vmId });
-    area.sealed = true;
-    await area.save(this.opts.stateDir);
+  seal(vmId: string, stagingId: string): Promise<void> {
+    return this.areas.seal(vmId, stagingId);
   }
 
   async staged(vmId: string, stagingId: string): Promise<StagedSummary | null> {
-    return this.areas.get(areaKey(vmId, stagingId))?.summary() ?? null;
+    return this.areas.summary(vmId, stagingId);
   }
 
   async listStaged(): Promise<StagedSummary[]> {
-    return [...this.areas.values()].map((a) => a.summary());
+    return this.areas.list();
   }
 
   async activate(vmId: string, stagingId: string): Promise<VmSummary> {
-    const area = this.areas.get(areaKey(vmId, stagingId));
+    const area = this.areas.get(vmId, stagingId);
     if (!area) {
       const vm = this.live.get(vmId);
       if (vm) return this.summary(vmId, vm);
@@ -210,18 +204,16 @@ export class ConntrackBackend implements Backend {
     const vm = { shadow, frozen: false };
     this.live.set(vmId, vm);
     await this.refresh(vmId);
-    this.areas.delete(areaKey(vmId, stagingId));
-    await area.deleteFile(this.opts.stateDir);
+    await this.areas.delete(vmId, stagingId);
     return this.summary(vmId, vm);
   }
 
   async discard(vmId: string, stagingId: string): Promise<void> {
-    const area = this.areas.get(areaKey(vmId, stagingId));
+    const area = this.areas.get(vmId, stagingId);
     if (!area) return;
     const rows = area.rows("conntrack");
     if (rows.length) await this.ct.write(rows.map((r) => ["D", r] as [CtOp, ConntrackRow]), `discard VM ${vmId}`);
-    this.areas.delete(areaKey(vmId, stagingId));
-    await area.deleteFile(this.opts.stateDir);
+    await this.areas.delete(vmId, stagingId);
   }
 
   async remove(vmId: string): Promise<void> {

@@ -13,12 +13,12 @@
 import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { Backend, Change, ReadResult, RemapContext, StagedSummary, VmSummary } from "../backend.js";
-import { BackendError, BadRequestError, NotStagedError, UnknownVmError, VmMigratingError } from "../../../protocol/errors.js";
+import { BackendError, NotStagedError, UnknownVmError, VmMigratingError } from "../../../protocol/errors.js";
 import { emptyTables, tableCounts, type StateDelta, type Tables } from "../../../protocol/state/model.js";
 import { keyOf, TABLE_NAMES, type AclRow, type ConntrackRow, type FdbRow, type MirrorRow, type PortRow, type QosRow, type TableName } from "../../../protocol/state/tables.js";
 import { HostExec } from "../common/command.js";
 import { Shadow } from "../common/shadow.js";
-import { StagingArea } from "../common/staging-area.js";
+import { StagingArea, StagingAreas } from "../common/staging-area.js";
 import { KernelConntrack } from "../conntrack/kernel-table.js";
 import { ZoneRemapper } from "../conntrack/remap.js";
 import { stageWithConntrack } from "../conntrack/stage.js";
@@ -44,7 +44,6 @@ interface LiveVm {
 }
 
 
-const areaKey = (vmId: string, stagingId: string) => `${vmId}\u0000${stagingId}`;
 
 
 export class OvsBackend implements Backend {
@@ -57,7 +56,7 @@ export class OvsBackend implements Backend {
   private readonly ct: KernelConntrack | null;
   private readonly footprints: FootprintStore;
   private readonly live = new Map<string, LiveVm>();
-  private readonly areas = new Map<string, StagingArea>();
+  private readonly areas: StagingAreas;
   private readonly holdTimers = new Map<string, NodeJS.Timeout>();
   /** Serialises operations per VM (reads and writes of one VM never interleave). */
   private readonly locks = new Map<string, Promise<unknown>>();
@@ -71,6 +70,7 @@ export class OvsBackend implements Backend {
     this.fdb = new Fdb(() => this.unixctl(), o.bridge);
     this.ct = o.conntrack ? new KernelConntrack(new HostExec(o.netns), o.conntrackOptions) : null;
     this.footprints = new FootprintStore(o.stateDir);
+    this.areas = new StagingAreas(o.stateDir);
   }
 
   private async unixctl(): Promise<UnixctlClient> {
@@ -109,7 +109,7 @@ export class OvsBackend implements Backend {
     await mkdir(this.options.stateDir, { recursive: true });
     await Inventory.read(this.db, this.options); // the bridge must exist
     this.ct?.warm();
-    for (const a of await StagingArea.loadAll(this.options.stateDir)) this.areas.set(areaKey(a.vmId, a.stagingId), a);
+    await this.areas.load();
     for (const vmId of await this.footprints.list()) {
       const fp = await this.footprints.load(vmId);
       if (fp.heldFdb.length) this.scheduleFdbRelease(vmId, fp);
@@ -191,9 +191,7 @@ export class OvsBackend implements Backend {
    * incoming QEMU starts), but it is not live here until activation.
    */
   private incoming(vmId: string): boolean {
-    if (this.live.has(vmId)) return false;
-    for (const a of this.areas.values()) if (a.vmId === vmId) return true;
-    return false;
+    return !this.live.has(vmId) && this.areas.hasVm(vmId);
   }
 
   /** Fresh read into the VM's shadow; null when the VM has no live state here. */
@@ -333,7 +331,7 @@ export class OvsBackend implements Backend {
     const own = Number(iface?.externalIds[this.options.recognition.zoneKey] ?? 0);
     if (own > 0) return (zones[ifaceId] = own);
     const used = inv.usedZones(this.options.recognition.zoneKey);
-    for (const a of this.areas.values()) for (const z of Object.values((a.meta.zones ?? {}) as Record<string, number>)) used.add(z);
+    for (const z of this.areas.zones()) used.add(z);
     for (const vmId of await this.footprints.list()) for (const z of Object.values((await this.footprints.load(vmId)).zones)) used.add(z);
     const [lo, hi] = this.options.zoneRange;
     for (let z = lo; z <= hi; z++) if (!used.has(z)) return (zones[ifaceId] = z);
@@ -346,13 +344,7 @@ export class OvsBackend implements Backend {
 
   stage(vmId: string, stagingId: string, delta: StateDelta, remap: RemapContext): Promise<void> {
     return this.lock(vmId, async () => {
-      const key = areaKey(vmId, stagingId);
-      let area = this.areas.get(key);
-      if (!area) {
-        area = new StagingArea(vmId, stagingId);
-        this.areas.set(key, area);
-      }
-      if (area.sealed) throw new BadRequestError(`staging area ${stagingId} of VM ${vmId} is sealed`, { vmId });
+      const area = this.areas.open(vmId, stagingId);
       const inv = await Inventory.read(this.db, this.options);
       // Zones for every port the source knows (conntrack rows refer to them).
       for (const ifaceId of Object.keys(remap.srcPortZones)) await this.zoneFor(area, ifaceId, inv);
@@ -369,25 +361,20 @@ export class OvsBackend implements Backend {
   }
 
   seal(vmId: string, stagingId: string): Promise<void> {
-    return this.lock(vmId, async () => {
-      const area = this.areas.get(areaKey(vmId, stagingId));
-      if (!area) throw new NotStagedError(`no staging area ${stagingId} for VM ${vmId}`, { vmId });
-      area.sealed = true;
-      await area.save(this.options.stateDir);
-    });
+    return this.lock(vmId, () => this.areas.seal(vmId, stagingId));
   }
 
   async staged(vmId: string, stagingId: string): Promise<StagedSummary | null> {
-    return this.areas.get(areaKey(vmId, stagingId))?.summary() ?? null;
+    return this.areas.summary(vmId, stagingId);
   }
 
   async listStaged(): Promise<StagedSummary[]> {
-    return [...this.areas.values()].map((a) => a.summary());
+    return this.areas.list();
   }
 
   activate(vmId: string, stagingId: string): Promise<VmSummary> {
     return this.lock(vmId, async () => {
-      const area = this.areas.get(areaKey(vmId, stagingId));
+      const area = this.areas.get(vmId, stagingId);
       if (!area) {
         const vm = this.live.get(vmId) ?? (await this.refresh(vmId));
         if (vm) return this.summary(vmId, vm); // already activated
@@ -410,8 +397,7 @@ export class OvsBackend implements Backend {
       // the kernel's own view (timeouts that ran down, entries that ended).
       const fresh = await this.readLive(vmId, this.ct ? want.conntrack : []);
       shadow.observe(fresh.tables);
-      this.areas.delete(areaKey(vmId, stagingId));
-      await area.deleteFile(this.options.stateDir);
+      await this.areas.delete(vmId, stagingId);
       await rm(this.metaFile(vmId, stagingId), { force: true });
       return this.summary(vmId, vm);
     });
@@ -419,8 +405,7 @@ export class OvsBackend implements Backend {
 
   discard(vmId: string, stagingId: string): Promise<void> {
     return this.lock(vmId, async () => {
-      const key = areaKey(vmId, stagingId);
-      const area = this.areas.get(key);
+      const area = this.areas.get(vmId, stagingId);
       if (this.ct) {
         if (area) {
           const rows = area.rows("conntrack");
@@ -437,9 +422,7 @@ export class OvsBackend implements Backend {
           }
         }
       }
-      this.areas.delete(key);
-      if (area) await area.deleteFile(this.options.stateDir);
-      else await rm(StagingArea.fileName(this.options.stateDir, vmId, stagingId), { force: true });
+      await this.areas.delete(vmId, stagingId);
       await rm(this.metaFile(vmId, stagingId), { force: true });
     });
   }
