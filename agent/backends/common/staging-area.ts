@@ -3,8 +3,8 @@
  * migration (already remapped to this host), their incremental digest, and
  * persistence to the state directory when sealed.
  *
- * `apply` returns exactly what changed, so a backend only touches the
- * dataplane for rows that are new, changed or gone.
+ * `removals` tells a backend, before `apply`, which rows a delta will take
+ * out, so it can remove them from its dataplane too.
  */
 import { mkdir, readdir, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
@@ -18,16 +18,6 @@ import type { StagedSummary } from "../backend.js";
 
 type Row = Record<string, unknown>;
 
-/** What one `apply` changed. */
-export interface StagingChange {
-  /** Rows that are new in the area. */
-  added: Partial<Record<TableName, Row[]>>;
-  /** Rows that replaced an existing row with the same key: [old, new]. */
-  replaced: Partial<Record<TableName, [Row, Row][]>>;
-  /** Rows that left the area. */
-  removed: Partial<Record<TableName, Row[]>>;
-}
-
 function sameRow(t: TableName, a: Row, b: Row): boolean {
   for (const fl of TABLES[t].fields) {
     const x = a[fl.name];
@@ -37,10 +27,6 @@ function sameRow(t: TableName, a: Row, b: Row): boolean {
     return false;
   }
   return true;
-}
-
-function push<T>(m: Partial<Record<TableName, T[]>>, t: TableName, v: T): void {
-  (m[t] ??= []).push(v);
 }
 
 export class StagingArea {
@@ -76,32 +62,26 @@ export class StagingArea {
   }
 
   /** Applies a full snapshot (replaces the content) or a delta; rows must already be remapped. */
-  apply(delta: StateDelta): StagingChange {
-    const ch: StagingChange = { added: {}, replaced: {}, removed: {} };
+  apply(delta: StateDelta): void {
     for (const t of TABLE_NAMES) {
-      for (const [key, row] of this.removals(delta, t)) this.del(t, key, row, ch);
+      for (const [key, row] of this.removals(delta, t)) this.del(t, key, row);
       const cur = this.tables.get(t)!;
       for (const row of (delta.upserts[t] ?? []) as unknown as Row[]) {
         const key = keyOf(t, row);
         const old = cur.get(key);
         if (old && sameRow(t, old, row)) continue;
-        if (old) {
-          this.digest.remove(t, old);
-          push(ch.replaced, t, [old, row] as [Row, Row]);
-        } else push(ch.added, t, row);
+        if (old) this.digest.remove(t, old);
         cur.set(key, row);
         this.digest.add(t, row);
       }
     }
     this.gen = delta.gen;
-    return ch;
   }
 
-  private del(t: TableName, key: string, row: Row, ch: StagingChange): void {
+  private del(t: TableName, key: string, row: Row): void {
     this.tables.get(t)!.delete(key);
     this.digest.remove(t, row);
     this.loadedAt.delete(`${t}|${key}`);
-    push(ch.removed, t, row);
   }
 
   rows<T extends TableName>(t: T): Tables[T] {
