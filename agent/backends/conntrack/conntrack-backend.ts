@@ -102,7 +102,7 @@ export class ConntrackBackend implements Backend {
   /** Every selected VM, as last observed (heartbeats call this); `describe` reads the kernel. */
   async listVms(): Promise<VmSummary[]> {
     const out: VmSummary[] = [];
-    for (const vmId of [...this.selectors.keys()].sort()) out.push(this.summary(vmId, this.live.get(vmId) ?? (await this.refresh(vmId))));
+    for (const vmId of [...this.selectors.keys()].sort()) out.push((await this.describe(vmId, false))!);
     return out;
   }
 
