@@ -57,12 +57,19 @@ export class MigrationDriver {
   private abortReason: string | null = null;
   private wakeUp: (() => void) | null = null;
   private saving: Promise<unknown> = Promise.resolve();
+  /**
+   * Switchover / Complete requests. Kept here, not only on the record: a
+   * request that lands while a save is in flight would otherwise be lost
+   * when the saved copy replaces the record. Every save writes them.
+   */
+  private readonly requested: { switchover: boolean; complete: boolean };
   private readonly startedAt = performance.now();
   /** Resolves when the driver stops (terminal phase, lost lease, or left for a sweep). */
   readonly done: Promise<MigrationRecord>;
 
   constructor(private readonly deps: DriverDeps, rec: Versioned<MigrationRecord>, recovering: boolean) {
     this.rec = rec;
+    this.requested = { switchover: rec.value.switchoverRequested, complete: rec.value.completeRequested };
     this.done = (recovering ? this.recover() : this.runFresh()).then(
       () => this.rec.value,
       (err) => {
@@ -82,11 +89,11 @@ export class MigrationDriver {
   // ------------------------------------------------------------ triggers
 
   requestSwitchover(): void {
-    this.rec.value.switchoverRequested = true;
+    this.requested.switchover = true;
     this.wakeUp?.();
   }
   requestComplete(): void {
-    this.rec.value.completeRequested = true;
+    this.requested.complete = true;
     this.wakeUp?.();
   }
   /** Asks for an abort; honoured only before COMMITTED. */
@@ -102,7 +109,15 @@ export class MigrationDriver {
   private save(patch: Partial<MigrationRecord>, note?: string): Promise<void> {
     const run = this.saving.then(async () => {
       const now = Date.now();
-      const next: MigrationRecord = { ...this.rec.value, ...patch, updatedAtMs: now, leaseUntil: now + this.deps.leaseMs, driver: this.deps.coordinatorId };
+      const next: MigrationRecord = {
+        ...this.rec.value,
+        ...patch,
+        switchoverRequested: this.requested.switchover,
+        completeRequested: this.requested.complete,
+        updatedAtMs: now,
+        leaseUntil: now + this.deps.leaseMs,
+        driver: this.deps.coordinatorId,
+      };
       if (patch.phase && patch.phase !== this.rec.value.phase) next.history = [...next.history, { phase: patch.phase, atMs: now, ...(note ? { note } : {}) }];
       crashPoint("before", patch.phase, this.deps.log);
       try {
@@ -146,7 +161,7 @@ export class MigrationDriver {
       await this.deps.agents.prepare(this.target("dst"), r().src);
       await this.save({ phase: Phase.Precopy }, `destination ${r().dst} prepared`);
       if (!r().options.stopAndCopy) await this.precopy();
-      if (r().mode === "phased") await this.syncUntil(() => r().switchoverRequested || r().completeRequested);
+      if (r().mode === "phased") await this.syncUntil(() => this.requested.switchover || this.requested.complete);
       await this.switchover();
     } catch (err) {
       if (err instanceof LostLease) throw err;
@@ -177,7 +192,7 @@ export class MigrationDriver {
     let res = await this.round(null, false);
     await this.save({}, `round 0: full copy, ${res.rows} rows, ${res.bytes} bytes`);
     // A phased migration whose Switchover has come stops converging: the guest is paused, the final delta goes now.
-    const called = () => this.rec.value.mode === "phased" && (this.rec.value.switchoverRequested || this.rec.value.completeRequested);
+    const called = () => this.rec.value.mode === "phased" && (this.requested.switchover || this.requested.complete);
     for (let i = 0; i < o.maxPrecopyRounds && res.rows > o.convergeRows && !called(); i++) {
       this.checkAbort();
       res = await this.round(this.rec.value.sealedGen, false);
@@ -285,7 +300,7 @@ export class MigrationDriver {
         }
         if (r().phase === Phase.Activated) {
           await this.setOwner(r().dst, newEpoch, r().id);
-          if (r().mode === "phased" && !cause) await this.waitFor(() => r().completeRequested);
+          if (r().mode === "phased" && !cause) await this.waitFor(() => this.requested.complete);
           await this.deps.agents.release(this.target("src", newEpoch));
           await this.save({ phase: Phase.Released }, `source ${r().src} released`);
         }
