@@ -45,15 +45,12 @@ export class StagingArea {
 
   /**
    * The rows `apply(delta)` will remove from table `t`, by key: the delta's
-   * deletes, and for a full snapshot every row it does not carry.
+   * deletes. Staging is additive whatever `delta.baseGen` says (a full
+   * snapshot arrives in many chunks; the area is emptied before it starts).
    */
   removals(delta: StateDelta, t: TableName): Map<string, Row> {
     const cur = this.tables.get(t)!;
     const out = new Map<string, Row>();
-    if (delta.baseGen === null && cur.size > 0) {
-      const incoming = new Set(((delta.upserts[t] ?? []) as unknown as Row[]).map((r) => keyOf(t, r)));
-      for (const [key, row] of cur) if (!incoming.has(key)) out.set(key, row);
-    }
     for (const key of delta.deletes[t] ?? []) {
       const row = cur.get(key);
       if (row) out.set(key, row);
@@ -61,7 +58,7 @@ export class StagingArea {
     return out;
   }
 
-  /** Applies a full snapshot (replaces the content) or a delta; rows must already be remapped. */
+  /** Applies a chunk's upserts and deletes; rows must already be remapped. */
   apply(delta: StateDelta): void {
     for (const t of TABLE_NAMES) {
       for (const [key, row] of this.removals(delta, t)) this.del(t, key, row);
