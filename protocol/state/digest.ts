@@ -1,9 +1,9 @@
 /**
  * The canonical, order-independent digest of a VM's state.
  *
- * Each row is reduced to a canonical string of its portable fields (host-local
- * fields are left out, so source and destination agree after remapping) and
- * hashed to 64 bits; a table's digest is the count and the lane-wise sum mod
+ * Each row's portable fields (host-local fields are left out, so source and
+ * destination agree after remapping) are hashed to 64 bits, field by field
+ * with no intermediate string (see `RowHash` in row-code.ts); a table's digest is the count and the lane-wise sum mod
  * 2^32 of its row hashes (a multiset hash). Sums can be updated in O(1) when a
  * row changes, so a backend can keep its digest current as it writes, and
  * nothing has to be hashed in the freeze window.
@@ -11,9 +11,9 @@
  * This is an integrity check against bugs, lost chunks and corruption, not a
  * defence against a forger: NATS credentials keep forgers off the bus.
  */
-import { TABLE_NAMES, TABLES, type TableName } from "./tables.js";
+import { TABLE_NAMES, type TableName } from "./tables.js";
 import type { Tables } from "./model.js";
-import { compileCanons } from "./row-code.js";
+import { compileHashes } from "./row-code.js";
 
 /** Canonical JSON: object keys sorted, so equal values give equal strings. */
 export function canonicalJson(v: unknown): string {
@@ -25,7 +25,7 @@ export function canonicalJson(v: unknown): string {
   return JSON.stringify(v);
 }
 
-const CANON = compileCanons(canonicalJson);
+const HASH = compileHashes(canonicalJson);
 
 /** Two independent 32-bit lanes over a string's UTF-16 units (cyrb53 mixing). */
 function hash64(s: string, out: Uint32Array): void {
@@ -66,7 +66,7 @@ export class StateDigest {
   }
 
   add(table: TableName, row: unknown): void {
-    hash64(CANON[table](row as Record<string, unknown>), scratch);
+    HASH[table](row as Record<string, unknown>, scratch);
     const s = this.sums.get(table)!;
     s.count++;
     s.a = (s.a + scratch[0]!) >>> 0;
@@ -74,7 +74,7 @@ export class StateDigest {
   }
 
   remove(table: TableName, row: unknown): void {
-    hash64(CANON[table](row as Record<string, unknown>), scratch);
+    HASH[table](row as Record<string, unknown>, scratch);
     const s = this.sums.get(table)!;
     s.count--;
     s.a = (s.a - scratch[0]!) >>> 0;

@@ -45,19 +45,51 @@ function compileBuilder(fields: readonly FieldSpec[]): RowBuilder {
   return new Function("n", "cols", "dicts", body) as RowBuilder;
 }
 
-/** The canonical string of a row's portable fields (see digest.ts). */
-export type Canon = (row: Row) => string;
+/**
+ * Hashes a row's portable fields into two 32-bit lanes (see digest.ts),
+ * writing them to `out[0]`, `out[1]`. Values are mixed in directly (no string
+ * is built): integers as one word, f64 as its two words, booleans as 0/1,
+ * strings as their length and UTF-16 units, json fields as the length and
+ * units of their canonical JSON text. Every field is mixed with its type and
+ * position first, so no value can imitate another field.
+ */
+export type RowHash = (row: Row, out: Uint32Array) => void;
 
-function compileCanon(table: TableName, canonicalJson: (v: unknown) => string): Canon {
+const MIX_A = 2654435761;
+const MIX_B = 1597334677;
+
+function compileHash(table: TableName, canonicalJson: (v: unknown) => string): RowHash {
   const fields = TABLES[table].fields.filter((fl) => !fl.local);
-  // Each field is length-prefixed, so no value can imitate a field boundary.
-  const parts = fields.map((f) => {
-    const text =
-      f.type === "json" ? `json(row.${f.name})` : f.type === "str" ? `row.${f.name}` : f.type === "bool" ? `(row.${f.name} ? "1" : "0")` : `String(row.${f.name})`;
-    return `t = ${text}; s += "|" + t.length + ":" + t;`;
+  const word = (w: string) => `h1 = Math.imul(h1 ^ ${w}, ${MIX_A}); h2 = Math.imul(h2 ^ ${w}, ${MIX_B});`;
+  const str = (e: string) => `s = ${e}; n = s.length; ${word("n")} for (let i = 0; i < n; i++) { c = s.charCodeAt(i); ${word("c")} }`;
+  const parts = fields.map((fl, k) => {
+    const v = `row.${fl.name}`;
+    const tag = word(String(((k + 1) << 8) | "str u8 u16 u32 f64 bool json".split(" ").indexOf(fl.type)));
+    switch (fl.type) {
+      case "str": return `${tag} ${str(v)}`;
+      case "json": return `${tag} ${str(`json(${v})`)}`;
+      case "bool": return `${tag} ${word(`(${v} ? 1 : 0)`)}`;
+      // -0 and 0 hash alike (they print alike).
+      case "f64": return `${tag} f64[0] = ${v} === 0 ? 0 : ${v}; ${word("w32[0]")} ${word("w32[1]")}`;
+      default: return `${tag} ${word(`(${v} | 0)`)}`;
+    }
   });
-  const body = `"use strict"; return function canon(row) { let s = ${JSON.stringify(table)}; let t;\n${parts.join("\n")}\nreturn s; };`;
-  return (new Function("json", body) as (json: (v: unknown) => string) => Canon)(canonicalJson);
+  let seed1 = 0x9e3779b9;
+  let seed2 = 0x85ebca6b;
+  for (let i = 0; i < table.length; i++) {
+    seed1 = Math.imul(seed1 ^ table.charCodeAt(i), MIX_A) >>> 0;
+    seed2 = Math.imul(seed2 ^ table.charCodeAt(i), MIX_B) >>> 0;
+  }
+  const body = `"use strict";
+const f64 = new Float64Array(1); const w32 = new Uint32Array(f64.buffer);
+return function hash(row, out) {
+  let h1 = ${seed1 | 0}, h2 = ${seed2 | 0}, s = "", n = 0, c = 0;
+  ${parts.join("\n  ")}
+  h1 = Math.imul(h1 ^ (h1 >>> 16), 2246822507) ^ Math.imul(h2 ^ (h2 >>> 13), 3266489909);
+  h2 = Math.imul(h2 ^ (h2 >>> 16), 2246822507) ^ Math.imul(h1 ^ (h1 >>> 13), 3266489909);
+  out[0] = h1; out[1] = h2;
+};`;
+  return (new Function("json", body) as (json: (v: unknown) => string) => RowHash)(canonicalJson);
 }
 
 export interface TableCode {
@@ -69,6 +101,6 @@ export const ROW_CODE = Object.fromEntries(
   TABLE_NAMES.map((t) => [t, { read: compileReader(TABLES[t].fields), build: compileBuilder(TABLES[t].fields) }]),
 ) as unknown as Readonly<Record<TableName, TableCode>>;
 
-export function compileCanons(canonicalJson: (v: unknown) => string): Record<TableName, Canon> {
-  return Object.fromEntries(TABLE_NAMES.map((t) => [t, compileCanon(t, canonicalJson)])) as Record<TableName, Canon>;
+export function compileHashes(canonicalJson: (v: unknown) => string): Record<TableName, RowHash> {
+  return Object.fromEntries(TABLE_NAMES.map((t) => [t, compileHash(t, canonicalJson)])) as Record<TableName, RowHash>;
 }
