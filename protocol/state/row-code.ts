@@ -92,13 +92,21 @@ return function hash(row, out) {
   return (new Function("json", body) as (json: (v: unknown) => string) => RowHash)(canonicalJson);
 }
 
+/** A shallow copy of a row built by one object literal (the table's one shape; a spread would not keep it). */
+export type RowClone = (row: Row) => Row;
+
+function compileClone(fields: readonly FieldSpec[]): RowClone {
+  return new Function("r", `"use strict"; return { ${fields.map((f) => `${f.name}: r.${f.name}`).join(", ")} };`) as RowClone;
+}
+
 export interface TableCode {
   read: ColumnReader;
   build: RowBuilder;
+  clone: RowClone;
 }
 
 export const ROW_CODE = Object.fromEntries(
-  TABLE_NAMES.map((t) => [t, { read: compileReader(TABLES[t].fields), build: compileBuilder(TABLES[t].fields) }]),
+  TABLE_NAMES.map((t) => [t, { read: compileReader(TABLES[t].fields), build: compileBuilder(TABLES[t].fields), clone: compileClone(TABLES[t].fields) }]),
 ) as unknown as Readonly<Record<TableName, TableCode>>;
 
 export function compileHashes(canonicalJson: (v: unknown) => string): Record<TableName, RowHash> {

@@ -2,6 +2,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { BadRequestError } from "../../protocol/errors.js";
 import { generateVmState } from "../../protocol/state/generate.js";
+import { StateDigest } from "../../protocol/state/digest.js";
 import { TableSet, type Change } from "../../protocol/state/table-set.js";
 import { keyOf, TABLE_NAMES, type AclRow, type FdbRow, type TableName } from "../../protocol/state/tables.js";
 
@@ -232,4 +233,44 @@ test("table-set - clear() while tracking reports the cleared keys as deletes", (
   assert.ok(s.gen > g);
   // since(g) promises "keys gone now": a receiver applying this delta must end up empty too.
   assert.deepEqual(norm(s.since(g)), { upserts: {}, deletes: { acls: ["acl-1", "acl-2"] } });
+});
+
+test("table-set - appended rows are found, replaced and removed once indexed, and the digest follows", () => {
+  const s = new TableSet();
+  const ct = state.tables.conntrack;
+  assert.equal(s.append({ upserts: { conntrack: ct.slice(0, 200) } }), 1);
+  assert.equal(s.append({ upserts: { conntrack: ct.slice(200), fdb: state.tables.fdb } }), 2);
+  assert.equal(s.unindexed, ct.length + state.tables.fdb.length);
+  assert.equal(s.count("conntrack"), ct.length);
+  assert.equal(s.digest.toString(), StateDigest.of({ conntrack: ct, fdb: state.tables.fdb }).toString());
+  // A slice at a time, then the rest on the first keyed operation.
+  assert.equal(s.indexSome(100), ct.length + state.tables.fdb.length - 100);
+  const k0 = keyOf("conntrack", ct[0]);
+  assert.deepEqual(s.get("conntrack", k0), ct[0]);
+  assert.equal(s.unindexed, 0);
+  s.apply({ upserts: { conntrack: [{ ...ct[1]!, timeoutSec: 1 }] }, deletes: { conntrack: [k0], fdb: [keyOf("fdb", state.tables.fdb[3])] } });
+  assert.equal(s.get("conntrack", k0), undefined);
+  assert.equal((s.get("conntrack", keyOf("conntrack", ct[1])) as { timeoutSec: number }).timeoutSec, 1);
+  const want = { conntrack: [{ ...ct[1]!, timeoutSec: 1 }, ...ct.slice(2)], fdb: state.tables.fdb.filter((_, i) => i !== 3) };
+  assert.equal(s.digest.toString(), StateDigest.of(want).toString());
+  assert.deepEqual(norm({ upserts: s.full(), deletes: {} }), norm({ upserts: want, deletes: {} }));
+});
+
+test("table-set - rows appended twice under one key resolve to the later one when indexed", () => {
+  const s = new TableSet();
+  const a = acl(1, 10);
+  const b = acl(1, 20);
+  s.append({ upserts: { acls: [a, acl(2), b, acl(3)] } });
+  assert.equal(s.indexSome(Infinity), 0);
+  assert.equal(s.count("acls"), 3);
+  assert.equal((s.get("acls", "acl-1") as unknown as AclRow).priority, 20);
+  assert.equal(s.digest.toString(), StateDigest.of({ acls: [b, acl(2), acl(3)] }).toString());
+});
+
+test("table-set - append while tracking is logged like apply", () => {
+  const s = loaded();
+  s.startTracking();
+  const g = s.gen;
+  s.append({ upserts: { acls: [acl(900)] } });
+  assert.deepEqual(norm(s.since(g)), { upserts: { acls: [acl(900)] }, deletes: {} });
 });

@@ -12,13 +12,14 @@
  * to will be aborted or restarted with a full snapshot.
  */
 import { join } from "node:path";
-import { BadRequestError, UnknownVmError, VmMigratingError } from "../../../protocol/errors.js";
+import { BadRequestError, InvalidStateError, UnknownVmError, VmMigratingError } from "../../../protocol/errors.js";
 import type { StateDelta } from "../../../protocol/state/model.js";
 import type { TableName } from "../../../protocol/state/tables.js";
 import type { Backend, Change, ReadResult, RemapContext, StagedSummary, VmSummary } from "../backend.js";
 import { startChurn, type ChurnOptions } from "./churn.js";
 import { LocalIds } from "./local-ids.js";
 import { ensureDir, listSets, SetFile } from "./store.js";
+import { ROW_CODE } from "../../../protocol/state/row-code.js";
 import { TableSet } from "../../../protocol/state/table-set.js";
 
 export interface MemoryBackendOptions {
@@ -47,9 +48,14 @@ interface Staged {
   set: TableSet;
   sealed: boolean;
   file: SetFile | null;
+  /** A journal write failed: memory and disk may differ, so the area takes no more chunks. */
+  broken?: string;
 }
 
 type Row = Record<string, unknown>;
+
+/** Rows indexed per event-loop turn in the background (a few ms). */
+const INDEX_SLICE_ROWS = 2048;
 
 export class MemoryBackend implements Backend {
   readonly kind = "memory";
@@ -59,6 +65,7 @@ export class MemoryBackend implements Backend {
   private readonly vmsDir: string | null;
   private readonly stagedDir: string | null;
   private closed = false;
+  private readonly indexing = new Map<TableSet, Promise<void>>();
   private maintenance: NodeJS.Timeout | null = null;
 
   constructor(private readonly opts: MemoryBackendOptions) {
@@ -186,6 +193,8 @@ export class MemoryBackend implements Backend {
   }
 
   async write(vmId: string, change: Change, create: boolean): Promise<number> {
+    const l = this.live.get(vmId);
+    if (l) await this.indexed(l.set);
     return this.writeSync(vmId, change, create);
   }
 
@@ -218,15 +227,33 @@ export class MemoryBackend implements Backend {
         const iface = zoneToIface.get(row.zone as number);
         if (iface !== undefined) {
           const zone = this.ids.assign(iface).ctZone;
-          if (zone !== row.zone) return { ...row, zone };
+          if (zone !== row.zone) {
+            const copy = ROW_CODE.conntrack.clone(row);
+            copy.zone = zone;
+            return copy;
+          }
         }
       }
       return row;
     });
-    s.set.apply(stored);
+    if (delta.baseGen !== null) {
+      await this.indexed(s.set);
+      if (this.stagedAreas.get(key) !== s) throw new BadRequestError(`staging area ${stagingId} of VM ${vmId} was discarded`, { vmId });
+    }
+    if (s.broken) throw new InvalidStateError(`staging area ${stagingId} of VM ${vmId} lost a journal write (${s.broken}); the migration must start again`, { vmId });
+    // A full snapshot's chunks hold distinct rows not staged yet: appended
+    // without key lookups (the agent discards the area before a full round).
+    const full = delta.baseGen === null && Object.values(delta.deletes).every((keys) => !keys?.length);
+    if (full) s.set.append(stored);
+    else s.set.apply(stored);
     const wasSealed = s.sealed;
     s.sealed = false;
-    s.file?.append(s.set, stored, wasSealed ? { sealed: false } : {});
+    try {
+      s.file?.append(s.set, stored, wasSealed ? { sealed: false } : {});
+    } catch (err) {
+      s.broken = (err as Error).message;
+      throw err;
+    }
   }
 
   async seal(vmId: string, stagingId: string): Promise<void> {
@@ -234,6 +261,34 @@ export class MemoryBackend implements Backend {
     if (!s) throw new BadRequestError(`nothing is staged for VM ${vmId} under ${stagingId}`, { vmId });
     s.sealed = true;
     s.file?.append(s.set, null, { sealed: true });
+    void this.indexInBackground(s.set);
+  }
+
+  /**
+   * Builds the key index of rows a full snapshot appended, a slice per
+   * event-loop turn, so no one turn pays for the whole table. Resolves once
+   * the set is fully indexed.
+   */
+  private indexInBackground(set: TableSet): Promise<void> {
+    let p = this.indexing.get(set);
+    if (p) return p;
+    p = new Promise<void>((resolve) => {
+      const step = (): void => {
+        if (this.closed || set.indexSome(INDEX_SLICE_ROWS) === 0) {
+          this.indexing.delete(set);
+          return resolve();
+        }
+        setImmediate(step);
+      };
+      setImmediate(step);
+    });
+    this.indexing.set(set, p);
+    return p;
+  }
+
+  /** Waits until a set can take keyed changes without indexing in one go. */
+  private async indexed(set: TableSet): Promise<void> {
+    if (set.unindexed > 0) await this.indexInBackground(set);
   }
 
   private stagedSummary(s: Staged): StagedSummary {

@@ -175,7 +175,7 @@ export class SetFile {
       const list = ((base.upserts as Record<TableName, unknown[]>)[table] ??= []);
       for (const r of rows) list.push(r);
     }
-    set.apply(base);
+    set.append(base);
     set.gen = snap.gen;
     meta.frozen = snap.frozen;
     meta.sealed = snap.sealed;
