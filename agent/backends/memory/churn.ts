@@ -15,7 +15,7 @@ export interface ChurnOptions {
   rowsPerSec?: number;
   /** Or: percent of the VM's conntrack entries changed per second. */
   percentPerSec?: number;
-  /** Tick interval, ms. Default 20. */
+  /** Tick interval, ms. Default 100 (each tick is one journalled write per VM). */
   tickMs?: number;
 }
 
@@ -81,14 +81,15 @@ export function churnChange(set: TableSet, n: number, ctKeys: KeySample, fdbKeys
 
 /** Runs churn on a VM until stopped; write errors other than "migrating" are reported once. */
 export function startChurn(write: (change: Change) => void, set: () => TableSet | undefined, opts: ChurnOptions, onError: (e: unknown) => void): () => void {
-  const tickMs = opts.tickMs ?? 20;
+  const tickMs = opts.tickMs ?? 100;
   let carry = 0;
   let reported = false;
   const ctKeys = new KeySample();
   const fdbKeys = new KeySample();
   const timer = setInterval(() => {
     const s = set();
-    if (!s) return;
+    // A VM that just arrived by a full copy is still being indexed: skip the tick.
+    if (!s || s.unindexed > 0) return;
     const rate = opts.rowsPerSec ?? ((opts.percentPerSec ?? 0) / 100) * s.count("conntrack");
     carry += (rate * tickMs) / 1000;
     const n = Math.floor(carry);
