@@ -22,7 +22,7 @@ import { encodeReply } from "../protocol/rpc.js";
 import { StateDigest } from "../protocol/state/digest.js";
 import { checkVmId } from "../protocol/state/document.js";
 import { isTableName } from "../protocol/state/tables.js";
-import { checkHostId, subjects } from "../protocol/subjects.js";
+import { checkHostId, CHUNK_OP, FINAL_CHUNK_OP, subjects } from "../protocol/subjects.js";
 import { CHUNK_KIND, SEAL_KIND } from "../protocol/transfer/chunks.js";
 import { RoundReceiver, type StageTarget } from "../protocol/transfer/receiver.js";
 import { sendRound } from "../protocol/transfer/sender.js";
@@ -42,6 +42,9 @@ export interface AgentOptions {
   maxMessageBytes?: number;
 }
 
+/** Bulk chunks handled at once (their stage may wait on a dataplane). */
+const BULK_CONCURRENCY = 2;
+
 /** Seqs of round r start at r * ROUND_SEQ_SPAN. */
 export const ROUND_SEQ_SPAN = 10_000_000;
 
@@ -53,6 +56,10 @@ export class Agent {
   private readonly epochs: EpochStore;
   private readonly receivers = new Map<string, { vmId: string; receiver: RoundReceiver }>();
   private readonly queues = new Map<string, Promise<unknown>>();
+  /** Bulk chunks not yet taken (see onMessage). */
+  private readonly bulk: Msg[] = [];
+  private bulkRunning = 0;
+  private bulkScheduled = false;
   private sub: Subscription | null = null;
   private hbTimer: NodeJS.Timeout | null = null;
   private closing: Promise<void> | null = null;
@@ -81,8 +88,10 @@ export class Agent {
     this.closing ??= (async () => {
       if (this.hbTimer) clearInterval(this.hbTimer);
       if (this.sub) await this.sub.drain().catch(() => undefined);
+      while (this.bulk.length > 0 || this.bulkRunning > 0) await new Promise((r) => setTimeout(r, 5));
       await Promise.allSettled(this.queues.values());
       await this.backend.close();
+      this.epochs.close();
       this.log.info("agent stopped");
     })();
     return this.closing;
@@ -90,16 +99,48 @@ export class Agent {
 
   // ------------------------------------------------------------ dispatch
 
+  /**
+   * Bulk chunks (pre-copy rounds) wait in the bulk lane and are taken one
+   * event-loop turn at a time, so a command or a final round's chunk that
+   * arrives meanwhile (a freeze window, maybe another VM's) is served after
+   * at most the chunk in hand, not after every chunk queued before it.
+   */
   private onMessage(msg: Msg): void {
+    if (msg.subject.endsWith(`.${CHUNK_OP}`)) {
+      this.bulk.push(msg);
+      this.pumpBulk();
+      return;
+    }
+    void this.dispatch(msg);
+  }
+
+  private pumpBulk(): void {
+    if (this.bulkScheduled || this.bulkRunning >= BULK_CONCURRENCY || this.bulk.length === 0) return;
+    this.bulkScheduled = true;
+    setImmediate(() => {
+      this.bulkScheduled = false;
+      const msg = this.bulk.shift();
+      if (!msg) return;
+      this.bulkRunning++;
+      void this.dispatch(msg).finally(() => {
+        this.bulkRunning--;
+        this.pumpBulk();
+      });
+      this.pumpBulk();
+    });
+  }
+
+  /** Decodes a message and runs it in its VM's queue; settles when it has been answered. */
+  private dispatch(msg: Msg): Promise<void> {
     const op = msg.subject.slice(msg.subject.lastIndexOf(".") + 1);
     let env: Envelope;
     try {
-      if (!AGENT_OPS.has(op) && op !== "chunk") throw new BadRequestError(`unknown agent command "${op}"`);
+      if (!AGENT_OPS.has(op) && op !== CHUNK_OP && op !== FINAL_CHUNK_OP) throw new BadRequestError(`unknown agent command "${op}"`);
       env = decodeEnvelope(msg.data, this.opts.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES);
       if (op !== AgentOp.inventory) checkVmId(env.vmId, "envelope vmId");
     } catch (err) {
       this.replyError(msg, err, op);
-      return;
+      return Promise.resolve();
     }
     const key = op === AgentOp.inventory ? "" : env.vmId;
     const prev = this.queues.get(key) ?? Promise.resolve();
@@ -119,6 +160,7 @@ export class Agent {
     void run.finally(() => {
       if (this.queues.get(key) === run) this.queues.delete(key);
     });
+    return run;
   }
 
   private replyError(msg: Msg, err: unknown, op: string, env?: Envelope): void {
@@ -133,7 +175,8 @@ export class Agent {
       case AgentOp.inventory: return this.inventory();
       case AgentOp.describe: return this.describe(env.vmId);
       case AgentOp.prepare: return this.prepare(env);
-      case "chunk": return this.chunk(env);
+      case CHUNK_OP:
+      case FINAL_CHUNK_OP: return this.chunk(env);
       case AgentOp.transfer: return this.transfer(env);
       case AgentOp.freeze: return this.freeze(env);
       case AgentOp.thaw: return this.thaw(env);
@@ -277,7 +320,7 @@ export class Agent {
     const read = await this.backend.read(env.vmId, req.sinceGen);
     const zones = await this.backend.portZones(env.vmId);
     const sent = await sendRound(this.nc, read, {
-      subject: subjects.agentChunk(req.dstHostId), migrationId: env.migrationId, vmId: env.vmId, epoch: env.epoch,
+      subject: subjects.agentChunk(req.dstHostId, req.final), migrationId: env.migrationId, vmId: env.vmId, epoch: env.epoch,
       round: req.round, seqBase: req.round * ROUND_SEQ_SPAN, final: req.final, digest: read.digest, tables: read.tables, zones,
       ...(req.maxChunkBytes ? { maxChunkBytes: req.maxChunkBytes } : {}), ...(req.window ? { window: req.window } : {}), ...(req.timeoutMs ? { timeoutMs: req.timeoutMs } : {}),
     });

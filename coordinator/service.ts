@@ -514,7 +514,7 @@ export class Coordinator {
       const zones: Record<string, number> = {};
       for (const p of state.tables.ports) zones[p.ifaceId] = p.ctZone;
       await sendRound(this.nc, { vmId, baseGen: null, gen: 1, upserts: state.tables, deletes: {} }, {
-        subject: subjects.agentChunk(hostId), migrationId, vmId, epoch, round: 0, seqBase: 0, final: true,
+        subject: subjects.agentChunk(hostId, true), migrationId, vmId, epoch, round: 0, seqBase: 0, final: true,
         digest: digest.toString(), tables: digest.tables(), zones,
       });
       await this.agents.activate(target);

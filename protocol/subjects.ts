@@ -4,6 +4,8 @@
  *
  *   netmig.v1.agent.<hostId>.<op>    request/reply commands to one agent
  *   netmig.v1.agent.<hostId>.chunk   the data path: state chunks into an agent
+ *   netmig.v1.agent.<hostId>.chunk-final   the same for a final round (sent inside
+ *                                    a freeze window): served ahead of bulk chunks
  *   netmig.v1.hb.<hostId>            agent heartbeats (published every interval)
  *   netmig.v1.events.<migrationId>   migration progress events (coordinator)
  */
@@ -11,6 +13,10 @@ import { BadRequestError } from "./errors.js";
 import type { AgentOp } from "./agent-api.js";
 
 export const SUBJECT_PREFIX = "netmig.v1";
+
+/** The last subject token of bulk chunks and of final-round chunks. */
+export const CHUNK_OP = "chunk";
+export const FINAL_CHUNK_OP = "chunk-final";
 
 const HOST_ID = /^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$/;
 
@@ -24,7 +30,8 @@ export function checkHostId(hostId: unknown, where = "hostId"): string {
 
 export const subjects = {
   agentOp: (hostId: string, op: AgentOp) => `${SUBJECT_PREFIX}.agent.${hostId}.${op}`,
-  agentChunk: (hostId: string) => `${SUBJECT_PREFIX}.agent.${hostId}.chunk`,
+  /** Where a round's chunks go: a final round's on their own subject, which the agent serves first. */
+  agentChunk: (hostId: string, final = false) => `${SUBJECT_PREFIX}.agent.${hostId}.${final ? FINAL_CHUNK_OP : CHUNK_OP}`,
   /** Wildcard an agent subscribes to for all its commands. */
   agentAll: (hostId: string) => `${SUBJECT_PREFIX}.agent.${hostId}.*`,
   heartbeat: (hostId: string) => `${SUBJECT_PREFIX}.hb.${hostId}`,
