@@ -46,7 +46,8 @@ const BIN_DIRS = [
 ];
 
 function say(line) {
-  console.log(`netmig setup: ${line}`);
+  // stderr: `npm run bench -- --json` promises JSON alone on stdout.
+  console.error(`netmig setup: ${line}`);
 }
 
 function findBin(name) {
