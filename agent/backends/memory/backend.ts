@@ -274,7 +274,8 @@ export class MemoryBackend implements Backend {
     if (p) return p;
     p = new Promise<void>((resolve) => {
       const step = (): void => {
-        if (this.closed || set.indexSome(INDEX_SLICE_ROWS) === 0) {
+        // A set that was discarded or removed meanwhile is not worth finishing.
+        if (this.closed || !this.holds(set) || set.indexSome(INDEX_SLICE_ROWS) === 0) {
           this.indexing.delete(set);
           return resolve();
         }
@@ -284,6 +285,12 @@ export class MemoryBackend implements Backend {
     });
     this.indexing.set(set, p);
     return p;
+  }
+
+  private holds(set: TableSet): boolean {
+    for (const l of this.live.values()) if (l.set === set) return true;
+    for (const st of this.stagedAreas.values()) if (st.set === set) return true;
+    return false;
   }
 
   /** Waits until a set can take keyed changes without indexing in one go. */
