@@ -96,6 +96,8 @@ export class Coordinator {
   private readonly agents: AgentClient;
   private readonly hosts: HostRegistry;
   private readonly drivers = new Map<string, MigrationDriver>();
+  /** Migrations recorded by startMigration whose driver is not tracked yet: the sweep leaves them alone. */
+  private readonly starting = new Set<string>();
   private readonly terminal = new Set<string>();
   private readonly inDoubt = new Map<string, string>();
   private readonly reconciled = new Map<string, number>();
@@ -220,21 +222,28 @@ export class Coordinator {
       progress: emptyProgress(), history: [{ phase: Phase.Pending, atMs: now }], driver: this.id, leaseUntil: now + (this.opts.leaseMs ?? 15_000),
       sealedGen: null, nextRound: 0, switchoverRequested: false, completeRequested: false, createdAtMs: now, updatedAtMs: now,
     };
-    const created = await this.journal.createMigration(rec);
+    // Until its driver is tracked, the record is this call's alone: a sweep
+    // running meanwhile would see it as ours and untracked, and take it over.
+    this.starting.add(rec.id);
     try {
-      await this.journal.putVm({ ...vm.value, migrationId: rec.id }, vm.revision);
-    } catch (err) {
-      await this.journal.deleteMigration(rec.id).catch(() => undefined);
-      if (err instanceof ConflictError) {
-        const now2 = await this.journal.getVm(vmId);
-        throw new VmMigratingError(`VM ${vmId} is already migrating${now2?.value.migrationId ? ` (migration ${now2.value.migrationId})` : ""}`, { vmId });
+      const created = await this.journal.createMigration(rec);
+      try {
+        await this.journal.putVm({ ...vm.value, migrationId: rec.id }, vm.revision);
+      } catch (err) {
+        await this.journal.deleteMigration(rec.id).catch(() => undefined);
+        if (err instanceof ConflictError) {
+          const now2 = await this.journal.getVm(vmId);
+          throw new VmMigratingError(`VM ${vmId} is already migrating${now2?.value.migrationId ? ` (migration ${now2.value.migrationId})` : ""}`, { vmId });
+        }
+        throw err;
       }
-      throw err;
+      publishEvent(this.nc, rec, "migration created");
+      this.log.info({ migrationId: rec.id, vmId, src, dst, mode: rec.mode }, "migration started");
+      this.track(new MigrationDriver(this.driverDeps(), created, false));
+      return rec;
+    } finally {
+      this.starting.delete(rec.id);
     }
-    publishEvent(this.nc, rec, "migration created");
-    this.log.info({ migrationId: rec.id, vmId, src, dst, mode: rec.mode }, "migration started");
-    this.track(new MigrationDriver(this.driverDeps(), created, false));
-    return rec;
   }
 
   /** Waits until this coordinator stops driving the migration (normally: it ended). */
@@ -536,7 +545,7 @@ export class Coordinator {
     this.sweeping = true;
     try {
       for (const id of await this.journal.migrationIds()) {
-        if (this.drivers.has(id) || this.terminal.has(id)) continue;
+        if (this.drivers.has(id) || this.starting.has(id) || this.terminal.has(id)) continue;
         const r = await this.journal.getMigration(id);
         if (!r) continue;
         if (isUnreadable(r)) {
