@@ -13,7 +13,7 @@
  */
 import { TABLE_NAMES, type TableName } from "./tables.js";
 import type { Tables } from "./model.js";
-import { compileHashes } from "./row-code.js";
+import { compileHashes, type Columns } from "./row-code.js";
 
 /** Canonical JSON: object keys sorted, so equal values give equal strings. */
 export function canonicalJson(v: unknown): string {
@@ -66,19 +66,42 @@ export class StateDigest {
   }
 
   add(table: TableName, row: unknown): void {
-    HASH[table](row as Record<string, unknown>, scratch);
-    const s = this.sums.get(table)!;
-    s.count++;
-    s.a = (s.a + scratch[0]!) >>> 0;
-    s.b = (s.b + scratch[1]!) >>> 0;
+    HASH[table].row(row as Record<string, unknown>, scratch);
+    this.sum(table, 1);
   }
 
   remove(table: TableName, row: unknown): void {
-    HASH[table](row as Record<string, unknown>, scratch);
+    HASH[table].row(row as Record<string, unknown>, scratch);
+    this.sum(table, -1);
+  }
+
+  /** Adds the rows at positions [from, to) of a table's columns. */
+  addColumns(table: TableName, cols: Columns, from: number, to: number): void {
+    const hash = HASH[table].column;
     const s = this.sums.get(table)!;
-    s.count--;
-    s.a = (s.a - scratch[0]!) >>> 0;
-    s.b = (s.b - scratch[1]!) >>> 0;
+    let a = s.a;
+    let b = s.b;
+    for (let i = from; i < to; i++) {
+      hash(cols, i, scratch);
+      a = (a + scratch[0]!) >>> 0;
+      b = (b + scratch[1]!) >>> 0;
+    }
+    s.a = a;
+    s.b = b;
+    s.count += to - from;
+  }
+
+  /** Removes the row at position `i` of a table's columns. */
+  removeAt(table: TableName, cols: Columns, i: number): void {
+    HASH[table].column(cols, i, scratch);
+    this.sum(table, -1);
+  }
+
+  private sum(table: TableName, sign: 1 | -1): void {
+    const s = this.sums.get(table)!;
+    s.count += sign;
+    s.a = (s.a + sign * scratch[0]!) >>> 0;
+    s.b = (s.b + sign * scratch[1]!) >>> 0;
   }
 
   clone(): StateDigest {

@@ -9,16 +9,12 @@
  * row is built by one object literal: one shape per table.
  *
  * The generated source contains only field names from `TABLES` (checked to be
- * plain identifiers below), never data.
+ * plain identifiers in tables.ts), never data.
  */
 import { TABLE_NAMES, TABLES, type FieldSpec, type TableName } from "./tables.js";
 
 type Row = Record<string, unknown>;
 
-const IDENT = /^[A-Za-z_][A-Za-z0-9_]*$/;
-for (const t of TABLE_NAMES) {
-  for (const f of TABLES[t].fields) if (!IDENT.test(f.name)) throw new Error(`table ${t}: field name ${JSON.stringify(f.name)} is not a plain identifier`);
-}
 
 /** Copies every field of every row into its column (`outs[k]` for field k: a typed array or a plain array), in one pass over the rows. */
 export type ColumnReader = (rows: readonly Row[], outs: readonly { [i: number]: unknown }[]) => void;
@@ -55,22 +51,29 @@ function compileBuilder(fields: readonly FieldSpec[]): RowBuilder {
  */
 export type RowHash = (row: Row, out: Uint32Array) => void;
 
+/** The same hash over row `i` of a table's columns (see `Columns`): equal to `RowHash` of the row they hold. */
+export type ColumnHash = (cols: Columns, i: number, out: Uint32Array) => void;
+
 const MIX_A = 2654435761;
 const MIX_B = 1597334677;
 
-function compileHash(table: TableName, canonicalJson: (v: unknown) => string): RowHash {
-  const fields = TABLES[table].fields.filter((fl) => !fl.local);
+/**
+ * The hash's source, with each field's value read by `value(field, k)`: the
+ * row form and the column form are one generated body, so they cannot drift.
+ */
+function hashSource(table: TableName, value: (fl: FieldSpec, k: number) => string): string {
+  const fields = TABLES[table].fields.map((fl, k) => [fl, k] as const).filter(([fl]) => !fl.local);
   const word = (w: string) => `h1 = Math.imul(h1 ^ ${w}, ${MIX_A}); h2 = Math.imul(h2 ^ ${w}, ${MIX_B});`;
-  const str = (e: string) => `s = ${e}; n = s.length; ${word("n")} for (let i = 0; i < n; i++) { c = s.charCodeAt(i); ${word("c")} }`;
-  const parts = fields.map((fl, k) => {
-    const v = `row.${fl.name}`;
-    const tag = word(String(((k + 1) << 8) | "str u8 u16 u32 f64 bool json".split(" ").indexOf(fl.type)));
+  const str = (e: string) => `s = ${e}; n = s.length; ${word("n")} for (let j = 0; j < n; j++) { c = s.charCodeAt(j); ${word("c")} }`;
+  const parts = fields.map(([fl, k], pos) => {
+    const v = value(fl, k);
+    const tag = word(String(((pos + 1) << 8) | "str u8 u16 u32 f64 bool json".split(" ").indexOf(fl.type)));
     switch (fl.type) {
       case "str": return `${tag} ${str(v)}`;
       case "json": return `${tag} ${str(`json(${v})`)}`;
       case "bool": return `${tag} ${word(`(${v} ? 1 : 0)`)}`;
       // -0 and 0 hash alike (they print alike).
-      case "f64": return `${tag} f64[0] = ${v} === 0 ? 0 : ${v}; ${word("w32[0]")} ${word("w32[1]")}`;
+      case "f64": return `${tag} f = ${v}; f64[0] = f === 0 ? 0 : f; ${word("w32[0]")} ${word("w32[1]")}`;
       default: return `${tag} ${word(`(${v} | 0)`)}`;
     }
   });
@@ -80,16 +83,59 @@ function compileHash(table: TableName, canonicalJson: (v: unknown) => string): R
     seed1 = Math.imul(seed1 ^ table.charCodeAt(i), MIX_A) >>> 0;
     seed2 = Math.imul(seed2 ^ table.charCodeAt(i), MIX_B) >>> 0;
   }
-  const body = `"use strict";
-const f64 = new Float64Array(1); const w32 = new Uint32Array(f64.buffer);
-return function hash(row, out) {
-  let h1 = ${seed1 | 0}, h2 = ${seed2 | 0}, s = "", n = 0, c = 0;
+  return `let h1 = ${seed1 | 0}, h2 = ${seed2 | 0}, s = "", n = 0, c = 0, f = 0;
   ${parts.join("\n  ")}
   h1 = Math.imul(h1 ^ (h1 >>> 16), 2246822507) ^ Math.imul(h2 ^ (h2 >>> 13), 3266489909);
   h2 = Math.imul(h2 ^ (h2 >>> 16), 2246822507) ^ Math.imul(h1 ^ (h1 >>> 13), 3266489909);
-  out[0] = h1; out[1] = h2;
+  out[0] = h1; out[1] = h2;`;
+}
+
+function compileHash(table: TableName, canonicalJson: (v: unknown) => string): { row: RowHash; column: ColumnHash } {
+  const fields = TABLES[table].fields;
+  const cols = fields.map((_, k) => `const c${k} = cols[${k}];`).join(" ");
+  const body = `"use strict";
+const f64 = new Float64Array(1); const w32 = new Uint32Array(f64.buffer);
+return {
+  row: function hash(row, out) {
+  ${hashSource(table, (fl) => `row.${fl.name}`)}
+  },
+  column: function hashAt(cols, i, out) {
+  ${cols}
+  ${hashSource(table, (_, k) => `c${k}[i]`)}
+  },
 };`;
-  return (new Function("json", body) as (json: (v: unknown) => string) => RowHash)(canonicalJson);
+  return (new Function("json", body) as (json: (v: unknown) => string) => { row: RowHash; column: ColumnHash })(canonicalJson);
+}
+
+/**
+ * A table's rows held as columns, one per field in field order: a typed
+ * array for numeric fields (u8 and bool in a Uint8Array, u16, u32, f64 in
+ * their own), a plain array for str and json fields. See table-set.ts.
+ */
+export type Columns = { [i: number]: unknown }[];
+
+/** Writes a row's fields into position `i` of the columns. */
+export type ColumnWrite = (cols: Columns, i: number, row: Row) => void;
+/** Builds the row held at position `i` (one object literal: the table's one shape). */
+export type ColumnRead = (cols: Columns, i: number) => Row;
+/** Copies the row at `from` over the row at `to`. */
+export type ColumnMove = (cols: Columns, from: number, to: number) => void;
+/** The key of the row at `i` (see TableSpec.keyFields). */
+export type ColumnKey = (cols: Columns, i: number) => string;
+
+function compileColumnCode(fields: readonly FieldSpec[], keyFields: readonly string[]): { write: ColumnWrite; readAt: ColumnRead; move: ColumnMove; keyAt: ColumnKey } {
+  const prep = fields.map((_, k) => `const c${k} = cols[${k}];`).join(" ");
+  const write = fields.map((f, k) => (f.type === "bool" ? `c${k}[i] = r.${f.name} ? 1 : 0;` : `c${k}[i] = r.${f.name};`)).join(" ");
+  const read = fields.map((f, k) => (f.type === "bool" ? `${f.name}: c${k}[i] === 1` : `${f.name}: c${k}[i]`)).join(", ");
+  const move = fields.map((_, k) => `c${k}[to] = c${k}[from];`).join(" ");
+  const key = keyFields.map((name) => `\${c${fields.findIndex((f) => f.name === name)}[i]}`).join("|");
+  const fn = (args: string, body: string) => new Function(...args.split(","), `"use strict"; ${prep}\n${body}`);
+  return {
+    write: fn("cols,i,r", write) as ColumnWrite,
+    readAt: fn("cols,i", `return { ${read} };`) as ColumnRead,
+    move: fn("cols,from,to", move) as ColumnMove,
+    keyAt: fn("cols,i", `return \`${key}\`;`) as ColumnKey,
+  };
 }
 
 /** A shallow copy of a row built by one object literal (the table's one shape; a spread would not keep it). */
@@ -103,12 +149,21 @@ export interface TableCode {
   read: ColumnReader;
   build: RowBuilder;
   clone: RowClone;
+  write: ColumnWrite;
+  readAt: ColumnRead;
+  move: ColumnMove;
+  keyAt: ColumnKey;
 }
 
 export const ROW_CODE = Object.fromEntries(
-  TABLE_NAMES.map((t) => [t, { read: compileReader(TABLES[t].fields), build: compileBuilder(TABLES[t].fields), clone: compileClone(TABLES[t].fields) }]),
+  TABLE_NAMES.map((t) => [t, {
+    read: compileReader(TABLES[t].fields),
+    build: compileBuilder(TABLES[t].fields),
+    clone: compileClone(TABLES[t].fields),
+    ...compileColumnCode(TABLES[t].fields, TABLES[t].keyFields),
+  }]),
 ) as unknown as Readonly<Record<TableName, TableCode>>;
 
-export function compileHashes(canonicalJson: (v: unknown) => string): Record<TableName, RowHash> {
-  return Object.fromEntries(TABLE_NAMES.map((t) => [t, compileHash(t, canonicalJson)])) as Record<TableName, RowHash>;
+export function compileHashes(canonicalJson: (v: unknown) => string): Record<TableName, { row: RowHash; column: ColumnHash }> {
+  return Object.fromEntries(TABLE_NAMES.map((t) => [t, compileHash(t, canonicalJson)])) as Record<TableName, { row: RowHash; column: ColumnHash }>;
 }

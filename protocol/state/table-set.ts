@@ -3,19 +3,26 @@
  * generation bumped once per applied change, and — while a migration reads
  * deltas — a change log of (generation, table, key) for dirty tracking.
  *
- * Rows are treated as immutable: a change replaces the row object, so rows
- * handed out by `full()`/`since()` may be encoded without copying.
+ * Each table is held as columns (struct of arrays: a typed array per
+ * numeric field, a plain array per string or json field, see `Columns` in
+ * row-code.ts), not as one object per row: a million conntrack entries are a
+ * few dozen arrays for the garbage collector, not a million objects, and a
+ * block of received columns is appended by copying arrays. Rows handed out
+ * (`get`, `rows`, `full`, `since`) are built on demand and belong to the
+ * caller.
  *
- * Each table keeps its rows in a dense array with a key → position index.
- * Rows known to be new and distinct (the chunks of a full snapshot) are
- * appended by `append` without computing their keys; the index catches up
- * when a keyed operation needs it, or a slice at a time through
- * `indexSome`, so a bulk copy pays for neither key strings nor map inserts.
+ * The key index is an open-addressing hash table over row positions (an
+ * Int32Array) with each row's key hash beside it, so it holds no key strings:
+ * a key is rebuilt from the columns to confirm a match. Rows known to be new
+ * and distinct (the chunks of a full snapshot) are appended by `append`
+ * without computing their keys; the index catches up when a keyed operation
+ * needs it, or a slice at a time through `indexSome`.
  */
 import { BadRequestError } from "../errors.js";
 import { StateDigest } from "./digest.js";
 import { emptyTables, type StateDelta, type Tables } from "./model.js";
-import { keyOf, TABLE_NAMES, type TableName } from "./tables.js";
+import { ROW_CODE, type Columns, type TableCode } from "./row-code.js";
+import { keyOf, TABLE_NAMES, TABLES, type TableName } from "./tables.js";
 
 /** Rows to insert or replace, keys to delete. */
 export type Change = Pick<StateDelta, "upserts" | "deletes">;
@@ -28,73 +35,200 @@ interface LogEntry {
   key: string;
 }
 
-/** One table: dense rows and the index of the first `indexed` of them. */
-class RowTable {
-  rows: Row[] = [];
-  readonly pos = new Map<string, number>();
-  indexed = 0;
+type NumericColumn = Uint8Array | Uint16Array | Uint32Array | Float64Array;
+const NUMERIC: Record<string, new (n: number) => NumericColumn> = { u8: Uint8Array, bool: Uint8Array, u16: Uint16Array, u32: Uint32Array, f64: Float64Array };
 
-  constructor(readonly name: TableName, private readonly digest: StateDigest) {}
+/** A 32-bit hash of a key string (FNV-1a with a final avalanche). */
+function keyHash(s: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 16777619);
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x85ebca6b);
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35);
+  return (h ^ (h >>> 16)) >>> 0;
+}
+
+/**
+ * One table as columns. Positions [0, indexed) are in the key index;
+ * appended rows at [indexed, n) are not yet.
+ */
+class ColumnTable {
+  cols: Columns;
+  n = 0;
+  indexed = 0;
+  private cap = 0;
+  /** Key hash of each indexed row, by position. */
+  private hashes = new Uint32Array(0);
+  /** Open addressing, linear probing: position + 1, 0 = empty. */
+  private slots = new Int32Array(16);
+  private mask = 15;
+  private readonly code: TableCode;
+  /** Indices of the plain-array (str, json) columns, kept exactly `n` long. */
+  private readonly plain: number[];
+
+  constructor(readonly name: TableName, private readonly digest: StateDigest) {
+    this.code = ROW_CODE[name];
+    this.plain = TABLES[name].fields.flatMap((f, k) => (NUMERIC[f.type] ? [] : [k]));
+    this.cols = this.allocate(0);
+  }
+
+  private allocate(cap: number): Columns {
+    return TABLES[this.name].fields.map((f) => {
+      const T = NUMERIC[f.type];
+      return T ? new T(cap) : [];
+    });
+  }
+
+  /** Makes room for `want` rows. */
+  private reserve(want: number): void {
+    if (want <= this.cap) return;
+    const cap = Math.max(want, this.cap * 2, 64);
+    TABLES[this.name].fields.forEach((f, k) => {
+      const T = NUMERIC[f.type];
+      if (!T) return;
+      const next = new T(cap);
+      next.set((this.cols[k] as NumericColumn).subarray(0, this.n));
+      this.cols[k] = next;
+    });
+    const h = new Uint32Array(cap);
+    h.set(this.hashes.subarray(0, this.n));
+    this.hashes = h;
+    this.cap = cap;
+  }
+
+  // ------------------------------------------------------------- key index
+
+  /** The slot holding `key`, or -1. */
+  private find(key: string, h: number): number {
+    const { slots, mask, hashes, cols } = this;
+    for (let i = h & mask; ; i = (i + 1) & mask) {
+      const v = slots[i]!;
+      if (v === 0) return -1;
+      if (hashes[v - 1] === h && this.code.keyAt(cols, v - 1) === key) return i;
+    }
+  }
+
+  /** The slot that points at position `p` (which is indexed). */
+  private slotOfPos(p: number): number {
+    const { slots, mask } = this;
+    for (let i = this.hashes[p]! & mask; ; i = (i + 1) & mask) if (slots[i] === p + 1) return i;
+  }
+
+  /** Rebuilds the index over [0, indexed) with room for `rows` entries at half load. */
+  private rehash(rows: number): void {
+    let size = 16;
+    while (size < rows * 2) size *= 2;
+    this.slots = new Int32Array(size);
+    this.mask = size - 1;
+    for (let p = 0; p < this.indexed; p++) this.place(p);
+  }
+
+  private place(p: number): void {
+    const { slots, mask } = this;
+    let i = this.hashes[p]! & mask;
+    while (slots[i] !== 0) i = (i + 1) & mask;
+    slots[i] = p + 1;
+  }
+
+  /** Adds position p (with its hash set) to the index. */
+  private insert(p: number): void {
+    if ((this.indexed + 1) * 2 > this.slots.length) this.rehash(Math.max(this.n, (this.indexed + 1) * 2));
+    this.place(p);
+  }
+
+  /** Empties slot s, shifting later entries of its probe run back (no tombstones). */
+  private unslot(s: number): void {
+    const { slots, mask, hashes } = this;
+    let hole = s;
+    slots[hole] = 0;
+    for (let j = (hole + 1) & mask; slots[j] !== 0; j = (j + 1) & mask) {
+      const home = hashes[slots[j]! - 1]! & mask;
+      // Move the entry at j into the hole unless its home lies cyclically in (hole, j].
+      const stays = hole <= j ? hole < home && home <= j : hole < home || home <= j;
+      if (stays) continue;
+      slots[hole] = slots[j]!;
+      slots[j] = 0;
+      hole = j;
+    }
+  }
+
+  /** Moves the row at `from` to `to` (overwriting it), keeping the index pointing at it when `from` is indexed. */
+  private relocate(from: number, to: number, indexed: boolean): void {
+    if (indexed) this.slots[this.slotOfPos(from)] = to + 1;
+    this.code.move(this.cols, from, to);
+    this.hashes[to] = this.hashes[from]!;
+  }
+
+  private pop(): void {
+    this.n--;
+    for (const k of this.plain) (this.cols[k] as unknown[]).pop();
+  }
+
+  /** Removes position i (`keyed`: i is indexed and already unslotted), keeping [0, indexed) dense. */
+  private dropAt(i: number, keyed: boolean): void {
+    const last = this.n - 1;
+    if (keyed) {
+      const li = this.indexed - 1;
+      if (i !== li) this.relocate(li, i, true);
+      if (li !== last) this.relocate(last, li, false);
+      this.indexed--;
+    } else if (i !== last) {
+      this.relocate(last, i, false);
+    }
+    this.pop();
+  }
 
   /** Indexes up to `max` more rows; returns how many remain unindexed. */
   indexSome(max: number): number {
     let budget = max;
-    while (this.indexed < this.rows.length && budget-- > 0) {
+    if (this.indexed < this.n && this.slots.length < this.n * 2) this.rehash(this.n);
+    while (this.indexed < this.n && budget-- > 0) {
       const i = this.indexed;
-      const key = keyOf(this.name, this.rows[i]);
-      const dup = this.pos.get(key);
-      if (dup !== undefined) {
+      const key = this.code.keyAt(this.cols, i);
+      const h = keyHash(key);
+      const s = this.find(key, h);
+      if (s >= 0) {
         // Two appended rows with one key: the later one wins, as in `upsert`.
-        this.digest.remove(this.name, this.rows[dup]!);
-        this.rows[dup] = this.rows[i]!;
+        const dup = this.slots[s]! - 1;
+        this.digest.removeAt(this.name, this.cols, dup);
+        this.code.move(this.cols, i, dup);
         this.dropAt(i, false);
         continue;
       }
-      this.pos.set(key, i);
+      this.hashes[i] = h;
+      this.insert(i);
       this.indexed++;
     }
-    return this.rows.length - this.indexed;
+    return this.n - this.indexed;
   }
 
   private ready(): void {
-    if (this.indexed < this.rows.length) this.indexSome(Infinity);
+    if (this.indexed < this.n) this.indexSome(Infinity);
   }
 
-  /** Removes position i by moving the last row into it (`keyed`: i is indexed). */
-  private dropAt(i: number, keyed: boolean): void {
-    const last = this.rows.length - 1;
-    if (keyed) {
-      // Keep the indexed prefix dense: the last indexed row fills the hole,
-      // and the last row (indexed or not) fills that one's place.
-      const li = this.indexed - 1;
-      if (i !== li) {
-        const moved = this.rows[li]!;
-        this.rows[i] = moved;
-        this.pos.set(keyOf(this.name, moved), i);
-      }
-      if (li !== last) this.rows[li] = this.rows[last]!;
-      this.indexed--;
-    } else if (i !== last) {
-      this.rows[i] = this.rows[last]!;
-    }
-    this.rows.pop();
-  }
+  // ------------------------------------------------------------- rows
 
   get(key: string): Row | undefined {
     this.ready();
-    const i = this.pos.get(key);
-    return i === undefined ? undefined : this.rows[i];
+    const s = this.find(key, keyHash(key));
+    return s < 0 ? undefined : this.code.readAt(this.cols, this.slots[s]! - 1);
   }
 
   upsert(key: string, row: Row): void {
     this.ready();
-    const i = this.pos.get(key);
-    if (i !== undefined) {
-      this.digest.remove(this.name, this.rows[i]!);
-      this.rows[i] = row;
+    const h = keyHash(key);
+    const s = this.find(key, h);
+    if (s >= 0) {
+      const p = this.slots[s]! - 1;
+      this.digest.removeAt(this.name, this.cols, p);
+      this.code.write(this.cols, p, row);
     } else {
-      this.pos.set(key, this.rows.length);
-      this.rows.push(row);
+      this.reserve(this.n + 1);
+      const p = this.n++;
+      this.code.write(this.cols, p, row);
+      this.hashes[p] = h;
+      this.insert(p);
       this.indexed++;
     }
     this.digest.add(this.name, row);
@@ -103,37 +237,60 @@ class RowTable {
   /** Returns false when the key is absent. */
   remove(key: string): boolean {
     this.ready();
-    const i = this.pos.get(key);
-    if (i === undefined) return false;
-    this.digest.remove(this.name, this.rows[i]!);
-    this.pos.delete(key);
-    this.dropAt(i, true);
+    const s = this.find(key, keyHash(key));
+    if (s < 0) return false;
+    const p = this.slots[s]! - 1;
+    this.digest.removeAt(this.name, this.cols, p);
+    this.unslot(s);
+    this.dropAt(p, true);
     return true;
   }
 
   append(rows: readonly Row[]): void {
-    for (let i = 0; i < rows.length; i++) {
-      this.rows.push(rows[i]!);
-      this.digest.add(this.name, rows[i]!);
-    }
+    const from = this.n;
+    this.reserve(from + rows.length);
+    for (let i = 0; i < rows.length; i++) this.code.write(this.cols, from + i, rows[i]!);
+    this.n += rows.length;
+    this.digest.addColumns(this.name, this.cols, from, this.n);
+  }
+
+  keyAt(i: number): string {
+    return this.code.keyAt(this.cols, i);
+  }
+
+  rowAt(i: number): Row {
+    return this.code.readAt(this.cols, i);
+  }
+
+  *rows(): IterableIterator<Row> {
+    for (let i = 0; i < this.n; i++) yield this.code.readAt(this.cols, i);
+  }
+
+  all(): Row[] {
+    const out = new Array<Row>(this.n);
+    for (let i = 0; i < this.n; i++) out[i] = this.code.readAt(this.cols, i);
+    return out;
   }
 
   clear(): void {
-    for (const row of this.rows) this.digest.remove(this.name, row);
-    this.rows = [];
-    this.pos.clear();
+    for (let i = 0; i < this.n; i++) this.digest.removeAt(this.name, this.cols, i);
+    this.cols = this.allocate(0);
+    this.cap = 0;
+    this.hashes = new Uint32Array(0);
+    this.n = 0;
     this.indexed = 0;
+    this.rehash(0);
   }
 }
 
 export class TableSet {
   readonly digest = new StateDigest();
-  private readonly tables = new Map<TableName, RowTable>(TABLE_NAMES.map((t) => [t, new RowTable(t, this.digest)]));
+  private readonly tables = new Map<TableName, ColumnTable>(TABLE_NAMES.map((t) => [t, new ColumnTable(t, this.digest)]));
   gen = 0;
   private log: LogEntry[] | null = null;
   private logFrom = 0;
 
-  private table(t: TableName): RowTable {
+  private table(t: TableName): ColumnTable {
     return this.tables.get(t)!;
   }
 
@@ -188,7 +345,7 @@ export class TableSet {
   /** Appended rows not indexed yet (a keyed operation indexes them first). */
   get unindexed(): number {
     let n = 0;
-    for (const tab of this.tables.values()) n += tab.rows.length - tab.indexed;
+    for (const tab of this.tables.values()) n += tab.n - tab.indexed;
     return n;
   }
 
@@ -197,7 +354,7 @@ export class TableSet {
     this.gen++;
     for (const t of TABLE_NAMES) {
       const tab = this.table(t);
-      if (this.log) for (const row of tab.rows) this.note(t, keyOf(t, row));
+      if (this.log) for (let i = 0; i < tab.n; i++) this.note(t, tab.keyAt(i));
       tab.clear();
     }
   }
@@ -207,11 +364,11 @@ export class TableSet {
   }
 
   rows(table: TableName): IterableIterator<Row> {
-    return this.table(table).rows.values();
+    return this.table(table).rows();
   }
 
   count(table: TableName): number {
-    return this.table(table).rows.length;
+    return this.table(table).n;
   }
 
   counts(): Record<TableName, number> {
@@ -220,7 +377,7 @@ export class TableSet {
 
   full(): Tables {
     const out = emptyTables();
-    for (const t of TABLE_NAMES) (out as Record<TableName, unknown[]>)[t] = this.table(t).rows.slice();
+    for (const t of TABLE_NAMES) (out as Record<TableName, unknown[]>)[t] = this.table(t).all();
     return out;
   }
 

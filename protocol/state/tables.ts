@@ -23,13 +23,13 @@ export interface FieldSpec {
   readonly local?: boolean;
 }
 
-export interface TableSpec<Row = Record<string, unknown>> {
+export interface TableSpec {
   readonly name: TableName;
   /** `slow` = configuration, `fast` = live state (the split of the OVS note). */
   readonly kind: "slow" | "fast";
   readonly fields: readonly FieldSpec[];
-  /** The row's identity within its table, built from portable fields only. */
-  readonly key: (row: Row) => string;
+  /** The row's identity within its table: these portable fields, joined by "|". */
+  readonly keyFields: readonly string[];
 }
 
 // ---------------------------------------------------------------- row types
@@ -181,7 +181,7 @@ export type TableName = keyof RowTypes;
 
 const f = (name: string, type: FieldType, local = false): FieldSpec => (local ? { name, type, local } : { name, type });
 
-export const TABLES: { readonly [T in TableName]: TableSpec<RowTypes[T]> } = {
+export const TABLES: { readonly [T in TableName]: TableSpec } = {
   ports: {
     name: "ports",
     kind: "slow",
@@ -190,13 +190,13 @@ export const TABLES: { readonly [T in TableName]: TableSpec<RowTypes[T]> } = {
       f("tunnelType", "str"), f("tunnelKey", "u32"), f("tunnelRemoteIp", "str"), f("externalIds", "json"),
       f("name", "str", true), f("ofport", "u32", true), f("ctZone", "u16", true),
     ],
-    key: (r) => r.ifaceId,
+    keyFields: ["ifaceId"],
   },
   acls: {
     name: "acls",
     kind: "slow",
     fields: [f("id", "str"), f("direction", "str"), f("priority", "u16"), f("table", "u8"), f("match", "str"), f("actions", "str")],
-    key: (r) => r.id,
+    keyFields: ["id"],
   },
   qos: {
     name: "qos",
@@ -205,31 +205,31 @@ export const TABLES: { readonly [T in TableName]: TableSpec<RowTypes[T]> } = {
       f("ifaceId", "str"), f("ingressPolicingRateKbps", "u32"), f("ingressPolicingBurstKb", "u32"),
       f("qosType", "str"), f("maxRateBps", "f64"), f("queues", "json"), f("dscpMark", "u8"),
     ],
-    key: (r) => r.ifaceId,
+    keyFields: ["ifaceId"],
   },
   mirrors: {
     name: "mirrors",
     kind: "slow",
     fields: [f("name", "str"), f("selectSrc", "json"), f("selectDst", "json"), f("outputPort", "str"), f("outputVlan", "u16")],
-    key: (r) => r.name,
+    keyFields: ["name"],
   },
   monitoring: {
     name: "monitoring",
     kind: "slow",
     fields: [f("kind", "str"), f("targets", "json"), f("sampling", "u32"), f("pollingSec", "u32")],
-    key: (r) => r.kind,
+    keyFields: ["kind"],
   },
   fdb: {
     name: "fdb",
     kind: "fast",
     fields: [f("mac", "str"), f("vlan", "u16"), f("ifaceId", "str"), f("ageSec", "u32"), f("static", "bool")],
-    key: (r) => `${r.mac}|${r.vlan}`,
+    keyFields: ["mac", "vlan"],
   },
   neighbours: {
     name: "neighbours",
     kind: "fast",
     fields: [f("ip", "str"), f("mac", "str"), f("ifaceId", "str"), f("state", "str")],
-    key: (r) => `${r.ip}|${r.ifaceId}`,
+    keyFields: ["ip", "ifaceId"],
   },
   conntrack: {
     name: "conntrack",
@@ -241,13 +241,13 @@ export const TABLES: { readonly [T in TableName]: TableSpec<RowTypes[T]> } = {
       f("state", "str"), f("status", "u32"), f("mark", "u32"), f("labels", "str"), f("timeoutSec", "u32"),
       f("zone", "u16", true),
     ],
-    key: (r) => `${r.proto}|${r.origSrc}|${r.origSport}|${r.origDst}|${r.origDport}|${r.icmpType}|${r.icmpCode}|${r.icmpId}`,
+    keyFields: ["proto", "origSrc", "origSport", "origDst", "origDport", "icmpType", "icmpCode", "icmpId"],
   },
   counters: {
     name: "counters",
     kind: "fast",
     fields: [f("ifaceId", "str"), f("rxPackets", "f64"), f("rxBytes", "f64"), f("txPackets", "f64"), f("txBytes", "f64")],
-    key: (r) => r.ifaceId,
+    keyFields: ["ifaceId"],
   },
 };
 
@@ -260,7 +260,25 @@ export function isTableName(name: string): name is TableName {
   return Object.prototype.hasOwnProperty.call(TABLES, name);
 }
 
-/** The key function of a table, typed loosely for generic code. */
+const IDENT = /^[A-Za-z_][A-Za-z0-9_]*$/;
+for (const t of TABLE_NAMES) {
+  const spec = TABLES[t];
+  for (const fl of spec.fields) if (!IDENT.test(fl.name)) throw new Error(`table ${t}: field name ${JSON.stringify(fl.name)} is not a plain identifier`);
+  for (const k of spec.keyFields) {
+    const fl = spec.fields.find((x) => x.name === k);
+    if (!fl || fl.local || fl.type === "json") throw new Error(`table ${t}: key field ${k} must be a portable scalar field`);
+  }
+}
+
+/**
+ * A table's key as one template literal over named fields (generated from
+ * `keyFields`, which were checked above to be plain field names).
+ */
+const KEY_FNS = Object.fromEntries(
+  TABLE_NAMES.map((t) => [t, new Function("r", `"use strict"; return \`${TABLES[t].keyFields.map((k) => `\${r.${k}}`).join("|")}\`;`)]),
+) as Record<TableName, (r: unknown) => string>;
+
+/** The key of a row of a table (see TableSpec.keyFields). */
 export function keyOf(table: TableName, row: unknown): string {
-  return (TABLES[table].key as (r: unknown) => string)(row);
+  return KEY_FNS[table](row);
 }

@@ -274,3 +274,66 @@ test("table-set - append while tracking is logged like apply", () => {
   s.append({ upserts: { acls: [acl(900)] } });
   assert.deepEqual(norm(s.since(g)), { upserts: { acls: [acl(900)] }, deletes: {} });
 });
+
+test("table-set - random upserts, deletes and appends agree with a plain map, rows, counts and digest alike", () => {
+  // A small key space, so keys are replaced, deleted and re-added often and
+  // probe runs in the index are long (the backward-shift deletion is exercised).
+  let seed = 12345;
+  const rand = (n: number): number => {
+    seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
+    return (seed >>> 8) % n;
+  };
+  const fdbRow = (k: number, age: number): FdbRow => ({ mac: `52:54:00:00:00:${(k & 0xff).toString(16).padStart(2, "0")}`, vlan: k >> 8, ifaceId: `if${k % 3}`, ageSec: age, static: age % 2 === 0 });
+  const s = new TableSet();
+  const model = new Map<string, FdbRow>();
+  for (let step = 0; step < 4000; step++) {
+    const op = rand(10);
+    if (op < 5) {
+      const rows = Array.from({ length: 1 + rand(4) }, () => fdbRow(rand(600), rand(1000)));
+      s.apply({ upserts: { fdb: rows }, deletes: {} });
+      for (const r of rows) model.set(keyOf("fdb", r), r);
+    } else if (op < 8) {
+      const keys = Array.from({ length: 1 + rand(4) }, () => keyOf("fdb", fdbRow(rand(600), 0)));
+      s.apply({ upserts: {}, deletes: { fdb: keys } });
+      for (const k of keys) model.delete(k);
+    } else if (model.size === 0 || op === 9) {
+      // Rows absent from the set, appended without lookups (distinct among themselves).
+      const fresh = new Map<string, FdbRow>();
+      for (let i = 0; i < 1 + rand(50); i++) {
+        const r = fdbRow(600 + rand(400), rand(1000));
+        if (!model.has(keyOf("fdb", r))) fresh.set(keyOf("fdb", r), r);
+      }
+      s.append({ upserts: { fdb: Array.from(fresh.values()) } });
+      for (const [k, r] of fresh) model.set(k, r);
+      if (rand(2) === 0) s.indexSome(rand(20));
+    } else {
+      const k = Array.from(model.keys())[rand(model.size)]!;
+      assert.deepEqual(s.get("fdb", k), model.get(k));
+    }
+    if (step % 500 === 0 || step === 3999) {
+      assert.equal(s.count("fdb"), model.size, `count at step ${step}`);
+      for (const [k, r] of model) assert.deepEqual(s.get("fdb", k), r, `row ${k} at step ${step}`);
+      assert.equal(s.digest.toString(), StateDigest.of({ fdb: Array.from(model.values()) }).toString(), `digest at step ${step}`);
+      assert.deepEqual(norm({ upserts: s.full(), deletes: {} }), norm({ upserts: { fdb: Array.from(model.values()) }, deletes: {} }));
+    }
+  }
+  assert.equal(s.get("fdb", "52:54:00:00:00:00|99"), undefined);
+});
+
+test("table-set - a large appended table is indexed, emptied key by key, and refilled", () => {
+  const s = new TableSet();
+  const ct = generateVmState("vm-big", { conntrack: 20_000, seed: 9 }).tables.conntrack;
+  s.append({ upserts: { conntrack: ct } });
+  assert.equal(s.indexSome(Infinity), 0);
+  for (let i = 0; i < ct.length; i += 2) assert.ok(s.apply({ upserts: {}, deletes: { conntrack: [keyOf("conntrack", ct[i])] } }));
+  assert.equal(s.count("conntrack"), ct.length / 2);
+  for (let i = 1; i < ct.length; i += 2) assert.deepEqual(s.get("conntrack", keyOf("conntrack", ct[i])), ct[i]);
+  for (let i = 0; i < ct.length; i += 2) assert.equal(s.get("conntrack", keyOf("conntrack", ct[i])), undefined);
+  s.apply({ upserts: { conntrack: ct }, deletes: {} });
+  assert.equal(s.count("conntrack"), ct.length);
+  assert.equal(s.digest.toString(), StateDigest.of({ conntrack: ct }).toString());
+  s.clear();
+  assert.equal(s.count("conntrack"), 0);
+  assert.equal(s.digest.toString(), new StateDigest().toString());
+  assert.equal(s.get("conntrack", keyOf("conntrack", ct[1])), undefined);
+});
