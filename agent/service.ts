@@ -13,7 +13,7 @@ import {
   AgentOp, AGENT_OPS, parseExportRequest, parsePrepareRequest, parseTransferRequest, parseWriteRequest,
   type ActivateReply, type DescribeReply, type ExportReply, type FreezeReply, type InventoryReply, type TransferReply, type VmInfo, type WriteReply,
 } from "../protocol/agent-api.js";
-import { decodeBlock } from "../protocol/codec/columnar.js";
+import { decodeBlocks } from "../protocol/codec/columnar.js";
 import { decodeEnvelope, type Envelope } from "../protocol/codec/envelope.js";
 import { DEFAULT_MAX_MESSAGE_BYTES } from "../protocol/codec/packr.js";
 import { asNetmigError, BadRequestError, NotStagedError, UnknownVmError, VmExistsError, WrongPhaseError } from "../protocol/errors.js";
@@ -375,11 +375,7 @@ export class Agent {
 
   private async write(env: Envelope): Promise<WriteReply> {
     const req = parseWriteRequest(env.body);
-    const change: Change = { upserts: {}, deletes: {} };
-    req.upserts.forEach((raw, i) => {
-      const { table, rows } = decodeBlock(raw, `write request.upserts[${i}]`);
-      (change.upserts as Record<string, unknown[]>)[table] = rows;
-    });
+    const change: Change = { upserts: decodeBlocks(req.upserts, "write request.upserts"), deletes: {} };
     for (const [t, keys] of Object.entries(req.deletes)) {
       if (!isTableName(t)) throw new BadRequestError(`write request.deletes has unknown table "${t}"`);
       change.deletes[t] = keys;

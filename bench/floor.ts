@@ -13,6 +13,7 @@ import type { NatsConnection } from "nats";
 import { chunkBytesFor } from "../protocol/transfer/sender.js";
 import { encodeRound } from "../protocol/transfer/encoder.js";
 import type { VmState } from "../protocol/state/model.js";
+import { blocksOf } from "../protocol/state/row-block.js";
 import { TABLE_NAMES } from "../protocol/state/tables.js";
 import { StateDigest } from "../protocol/state/digest.js";
 import { median } from "./stats.js";
@@ -78,7 +79,7 @@ export async function benchFloor(nc: NatsConnection, url: string, state: VmState
   const digest = StateDigest.of(state.tables);
   const header = { migrationId: "bench", vmId: state.vmId, epoch: 1, round: 0, seqBase: 0, final: true, digest: digest.toString(), tables: digest.tables(), zones: {} };
   // Encoded before the clock starts: the floor is the transport alone.
-  const payloads = Array.from(encodeRound({ vmId: state.vmId, baseGen: null, gen: 1, upserts: state.tables, deletes: {} }, header, chunkBytesFor(nc)), (m) => m.data);
+  const payloads = Array.from(encodeRound({ vmId: state.vmId, baseGen: null, gen: 1, upserts: blocksOf(state.tables), deletes: {} }, header, chunkBytesFor(nc)), (m) => m.data);
   return timeTransfers(nc, url, "ack", () => payloads, reps);
 }
 

@@ -17,6 +17,7 @@ import { encodeReply } from "../protocol/rpc.js";
 import { StateDigest } from "../protocol/state/digest.js";
 import { checkVmId, parseDocument, toDocument, type StateDocument } from "../protocol/state/document.js";
 import { SCHEMA_VERSION } from "../protocol/state/model.js";
+import { blocksOf } from "../protocol/state/row-block.js";
 import { TableSet } from "../protocol/state/table-set.js";
 import { checkHostId, subjects } from "../protocol/subjects.js";
 import { CHUNK_KIND, SEAL_KIND } from "../protocol/transfer/chunks.js";
@@ -499,7 +500,7 @@ export class Coordinator {
       sub.unsubscribe();
     }
     if (!receiver.finalSealed) throw new NetmigError("INTERNAL", `export of VM ${vmId} ended without a sealed snapshot`, { vmId });
-    return { hostId: owner, document: toDocument({ schemaVersion: SCHEMA_VERSION, vmId, tables: set.full() }) };
+    return { hostId: owner, document: toDocument({ schemaVersion: SCHEMA_VERSION, vmId, tables: set.tables() }) };
   }
 
   async importVm(hostIdIn: string, documentText: string): Promise<VmSummaryOut> {
@@ -522,7 +523,7 @@ export class Coordinator {
       const digest = StateDigest.of(state.tables);
       const zones: Record<string, number> = {};
       for (const p of state.tables.ports) zones[p.ifaceId] = p.ctZone;
-      await sendRound(this.nc, { vmId, baseGen: null, gen: 1, upserts: state.tables, deletes: {} }, {
+      await sendRound(this.nc, { vmId, baseGen: null, gen: 1, upserts: blocksOf(state.tables), deletes: {} }, {
         subject: subjects.agentChunk(hostId, true), migrationId, vmId, epoch, round: 0, seqBase: 0, final: true,
         digest: digest.toString(), tables: digest.tables(), zones,
       });

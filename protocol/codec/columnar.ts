@@ -11,14 +11,16 @@
  *             { s: string[] }            // or plain, when most values are distinct
  *   json      plain array (n)
  *
- * Decoding checks every length, index and value against the table descriptor
- * and returns validated rows.
+ * Blocks are encoded from and decoded into `RowBlock`s (the in-memory column
+ * form): numeric columns are copied as bytes, string columns interned or
+ * expanded. Decoding checks every length, index and value against the table
+ * descriptor.
  */
 import { endianness } from "node:os";
 import { BadRequestError, InvalidStateError } from "../errors.js";
 import { TABLES, isTableName, type FieldSpec, type TableName } from "../state/tables.js";
 import { checkField, isPlainJson } from "../state/validate.js";
-import { ROW_CODE } from "../state/row-code.js";
+import { RowBlock, setBlock, type Blocks } from "../state/row-block.js";
 
 if (endianness() !== "LE") throw new Error("netmig's columnar codec assumes a little-endian host");
 
@@ -50,23 +52,11 @@ function bytesOf(a: ArrayBufferView): Uint8Array {
   return new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
 }
 
-/** An empty column for `n` rows of a field, filled by the table's reader. */
-function newColumn(spec: FieldSpec, n: number): { [i: number]: unknown } {
-  switch (spec.type) {
-    case "u8":
-    case "bool": return new Uint8Array(n);
-    case "u16": return new Uint16Array(n);
-    case "u32": return new Uint32Array(n);
-    case "f64": return new Float64Array(n);
-    default: return new Array<unknown>(n);
-  }
-}
-
-/** A filled column as it goes on the wire: bytes, an interned string column, or a plain array. */
+/** A str or json column as it goes on the wire: an interned or plain string column, or a plain array. */
 function finishColumn(spec: FieldSpec, col: { [i: number]: unknown }, n: number): unknown {
-  if (spec.type === "json") return col;
-  if (spec.type !== "str") return bytesOf(col as unknown as ArrayBufferView);
-  const values = col as string[];
+  const all = col as unknown[];
+  const values = (all.length === n ? all : all.slice(0, n)) as string[];
+  if (spec.type === "json") return values;
   // Interning pays off for repeated values (states, a VM's own addresses);
   // a column of mostly distinct values (peer addresses) goes as plain strings.
   const sample = Math.min(n, SAMPLE_ROWS);
@@ -88,13 +78,27 @@ function finishColumn(spec: FieldSpec, col: { [i: number]: unknown }, n: number)
   return out;
 }
 
-/** Encodes rows of one table into a column block. Rows must already be valid. */
+/** Encodes a block of rows (already valid) for the wire. */
+export function encodeColumns(block: RowBlock): ColumnBlock {
+  const n = block.length;
+  const fields = TABLES[block.table].fields;
+  return {
+    t: block.table,
+    n,
+    c: fields.map((fl, k) => {
+      const col = block.cols[k]!;
+      if (WIDTH[fl.type] !== undefined) {
+        const a = col as Uint8Array | Uint16Array | Uint32Array | Float64Array;
+        return bytesOf(a.length === n ? a : a.subarray(0, n));
+      }
+      return finishColumn(fl, col, n);
+    }),
+  };
+}
+
+/** Encodes rows (objects, already valid) of one table. */
 export function encodeBlock(table: TableName, rows: readonly unknown[]): ColumnBlock {
-  const r = rows as readonly Record<string, unknown>[];
-  const fields = TABLES[table].fields;
-  const cols = fields.map((fl) => newColumn(fl, r.length));
-  ROW_CODE[table].read(r, cols);
-  return { t: table, n: r.length, c: fields.map((fl, k) => finishColumn(fl, cols[k]!, r.length)) };
+  return encodeColumns(RowBlock.of(table, rows));
 }
 
 /** A typed view over bytes, copying only when the bytes are misaligned. */
@@ -170,7 +174,7 @@ function checkColumn(spec: FieldSpec, col: unknown, n: number, where: string): {
 export const MAX_BLOCK_ROWS = 2_000_000;
 
 /** Decodes and validates a block received from the wire. */
-export function decodeBlock(raw: unknown, where = "block"): { table: TableName; rows: Record<string, unknown>[] } {
+export function decodeColumns(raw: unknown, where = "block"): RowBlock {
   if (raw === null || typeof raw !== "object" || Array.isArray(raw)) bad(where, "expected a column block map");
   const b = raw as Record<string, unknown>;
   if (typeof b.t !== "string" || !isTableName(b.t)) bad(where, `unknown table ${JSON.stringify(b.t)}`);
@@ -179,7 +183,33 @@ export function decodeBlock(raw: unknown, where = "block"): { table: TableName; 
   if (typeof n !== "number" || !Number.isInteger(n) || n < 0 || n > MAX_BLOCK_ROWS) bad(where, `row count must be an integer from 0 to ${MAX_BLOCK_ROWS}`);
   const spec = TABLES[table];
   if (!Array.isArray(b.c) || b.c.length !== spec.fields.length) bad(where, `${table} block must have ${spec.fields.length} columns`);
-  const checked = spec.fields.map((fl, k) => checkColumn(fl, (b.c as unknown[])[k], n as number, `${where}(${table})`));
-  const rows = ROW_CODE[table].build(n as number, checked.map((c) => c.col), checked.map((c) => c.dict));
-  return { table, rows };
+  const cols = spec.fields.map((fl, k) => {
+    const { col, dict } = checkColumn(fl, (b.c as unknown[])[k], n as number, `${where}(${table})`);
+    if (dict === null) return col as { [i: number]: unknown };
+    const idx = col as Uint16Array | Uint32Array;
+    const values = new Array<string>(n as number);
+    for (let i = 0; i < (n as number); i++) values[i] = dict[idx[i]!]!;
+    return values;
+  });
+  return new RowBlock(table, n as number, cols);
+}
+
+/** Decodes and validates a list of blocks (`where` names it in errors), joining those of one table in order. */
+export function decodeBlocks(raw: readonly unknown[], where: string): Blocks {
+  const byTable = new Map<TableName, RowBlock[]>();
+  raw.forEach((b, i) => {
+    const block = decodeColumns(b, `${where}[${i}]`);
+    const list = byTable.get(block.table);
+    if (list) list.push(block);
+    else byTable.set(block.table, [block]);
+  });
+  const out: Blocks = {};
+  for (const [t, list] of byTable) setBlock(out, RowBlock.concat(t, list));
+  return out;
+}
+
+/** Decodes and validates a block into row objects (tools and tests; netmig keeps blocks). */
+export function decodeBlock(raw: unknown, where = "block"): { table: TableName; rows: Record<string, unknown>[] } {
+  const block = decodeColumns(raw, where);
+  return { table: block.table, rows: block.rows() as unknown as Record<string, unknown>[] };
 }

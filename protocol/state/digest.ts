@@ -12,7 +12,6 @@
  * defence against a forger: NATS credentials keep forgers off the bus.
  */
 import { TABLE_NAMES, type TableName } from "./tables.js";
-import type { Tables } from "./model.js";
 import { compileHashes, type Columns } from "./row-code.js";
 
 /** Canonical JSON: object keys sorted, so equal values give equal strings. */
@@ -59,7 +58,8 @@ export class StateDigest {
     for (const t of TABLE_NAMES) this.sums.set(t, { count: 0, a: 0, b: 0 });
   }
 
-  static of(tables: Partial<Tables>): StateDigest {
+  /** The digest of whole tables (row objects, or blocks: anything iterable over rows). */
+  static of(tables: Partial<Record<TableName, Iterable<unknown>>>): StateDigest {
     const d = new StateDigest();
     for (const t of TABLE_NAMES) for (const row of tables[t] ?? []) d.add(t, row);
     return d;

@@ -1,6 +1,7 @@
 /**
  * A VM's network state as whole tables, and deltas between generations.
  */
+import type { Blocks } from "./row-block.js";
 import { TABLE_NAMES, type RowTypes, type TableName } from "./tables.js";
 
 /** The current schema version of the state model. Bump on any change to TABLES. */
@@ -18,13 +19,14 @@ export interface VmState {
 /**
  * What changed in a VM's state between two generations. `baseGen === null`
  * means a full snapshot: the receiver replaces its copy with `upserts`.
- * Deletions are keys (see TableSpec.key).
+ * Upserts are row blocks (columns, see row-block.ts); deletions are keys
+ * (see TableSpec.keyFields).
  */
 export interface StateDelta {
   vmId: string;
   baseGen: number | null;
   gen: number;
-  upserts: Partial<Tables>;
+  upserts: Blocks;
   deletes: Partial<Record<TableName, string[]>>;
 }
 
@@ -40,7 +42,7 @@ export function deltaSize(delta: StateDelta): number {
 }
 
 /** Row counts per table, for summaries. */
-export function tableCounts(tables: Partial<Tables>): Record<TableName, number> {
+export function tableCounts(tables: Partial<Record<TableName, { length: number }>>): Record<TableName, number> {
   const out = {} as Record<TableName, number>;
   for (const t of TABLE_NAMES) out[t] = tables[t]?.length ?? 0;
   return out;

@@ -118,22 +118,22 @@ export type Columns = { [i: number]: unknown }[];
 export type ColumnWrite = (cols: Columns, i: number, row: Row) => void;
 /** Builds the row held at position `i` (one object literal: the table's one shape). */
 export type ColumnRead = (cols: Columns, i: number) => Row;
-/** Copies the row at `from` over the row at `to`. */
-export type ColumnMove = (cols: Columns, from: number, to: number) => void;
+/** Copies row `i` of columns `src` over row `j` of columns `dst` (the same table's). */
+export type ColumnCopy = (dst: Columns, j: number, src: Columns, i: number) => void;
 /** The key of the row at `i` (see TableSpec.keyFields). */
 export type ColumnKey = (cols: Columns, i: number) => string;
 
-function compileColumnCode(fields: readonly FieldSpec[], keyFields: readonly string[]): { write: ColumnWrite; readAt: ColumnRead; move: ColumnMove; keyAt: ColumnKey } {
+function compileColumnCode(fields: readonly FieldSpec[], keyFields: readonly string[]): { write: ColumnWrite; readAt: ColumnRead; copy: ColumnCopy; keyAt: ColumnKey } {
   const prep = fields.map((_, k) => `const c${k} = cols[${k}];`).join(" ");
   const write = fields.map((f, k) => (f.type === "bool" ? `c${k}[i] = r.${f.name} ? 1 : 0;` : `c${k}[i] = r.${f.name};`)).join(" ");
   const read = fields.map((f, k) => (f.type === "bool" ? `${f.name}: c${k}[i] === 1` : `${f.name}: c${k}[i]`)).join(", ");
-  const move = fields.map((_, k) => `c${k}[to] = c${k}[from];`).join(" ");
+  const copy = fields.map((_, k) => `dst[${k}][j] = src[${k}][i];`).join(" ");
   const key = keyFields.map((name) => `\${c${fields.findIndex((f) => f.name === name)}[i]}`).join("|");
   const fn = (args: string, body: string) => new Function(...args.split(","), `"use strict"; ${prep}\n${body}`);
   return {
     write: fn("cols,i,r", write) as ColumnWrite,
     readAt: fn("cols,i", `return { ${read} };`) as ColumnRead,
-    move: fn("cols,from,to", move) as ColumnMove,
+    copy: new Function("dst", "j", "src", "i", `"use strict"; ${copy}`) as ColumnCopy,
     keyAt: fn("cols,i", `return \`${key}\`;`) as ColumnKey,
   };
 }
@@ -151,7 +151,7 @@ export interface TableCode {
   clone: RowClone;
   write: ColumnWrite;
   readAt: ColumnRead;
-  move: ColumnMove;
+  copy: ColumnCopy;
   keyAt: ColumnKey;
 }
 

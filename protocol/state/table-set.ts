@@ -21,8 +21,9 @@
 import { BadRequestError } from "../errors.js";
 import { StateDigest } from "./digest.js";
 import { emptyTables, type StateDelta, type Tables } from "./model.js";
+import { allocateColumns, NUMERIC_COLUMN, RowBlock, setBlock, type Blocks } from "./row-block.js";
 import { ROW_CODE, type Columns, type TableCode } from "./row-code.js";
-import { keyOf, TABLE_NAMES, TABLES, type TableName } from "./tables.js";
+import { TABLE_NAMES, TABLES, type TableName } from "./tables.js";
 
 /** Rows to insert or replace, keys to delete. */
 export type Change = Pick<StateDelta, "upserts" | "deletes">;
@@ -36,7 +37,6 @@ interface LogEntry {
 }
 
 type NumericColumn = Uint8Array | Uint16Array | Uint32Array | Float64Array;
-const NUMERIC: Record<string, new (n: number) => NumericColumn> = { u8: Uint8Array, bool: Uint8Array, u16: Uint16Array, u32: Uint32Array, f64: Float64Array };
 
 /** A 32-bit hash of a key string (FNV-1a with a final avalanche). */
 function keyHash(s: string): number {
@@ -69,15 +69,8 @@ class ColumnTable {
 
   constructor(readonly name: TableName, private readonly digest: StateDigest) {
     this.code = ROW_CODE[name];
-    this.plain = TABLES[name].fields.flatMap((f, k) => (NUMERIC[f.type] ? [] : [k]));
-    this.cols = this.allocate(0);
-  }
-
-  private allocate(cap: number): Columns {
-    return TABLES[this.name].fields.map((f) => {
-      const T = NUMERIC[f.type];
-      return T ? new T(cap) : [];
-    });
+    this.plain = TABLES[name].fields.flatMap((f, k) => (NUMERIC_COLUMN[f.type] ? [] : [k]));
+    this.cols = allocateColumns(name, 0);
   }
 
   /** Makes room for `want` rows. */
@@ -85,7 +78,7 @@ class ColumnTable {
     if (want <= this.cap) return;
     const cap = Math.max(want, this.cap * 2, 64);
     TABLES[this.name].fields.forEach((f, k) => {
-      const T = NUMERIC[f.type];
+      const T = NUMERIC_COLUMN[f.type];
       if (!T) return;
       const next = new T(cap);
       next.set((this.cols[k] as NumericColumn).subarray(0, this.n));
@@ -156,7 +149,7 @@ class ColumnTable {
   /** Moves the row at `from` to `to` (overwriting it), keeping the index pointing at it when `from` is indexed. */
   private relocate(from: number, to: number, indexed: boolean): void {
     if (indexed) this.slots[this.slotOfPos(from)] = to + 1;
-    this.code.move(this.cols, from, to);
+    this.code.copy(this.cols, to, this.cols, from);
     this.hashes[to] = this.hashes[from]!;
   }
 
@@ -192,7 +185,7 @@ class ColumnTable {
         // Two appended rows with one key: the later one wins, as in `upsert`.
         const dup = this.slots[s]! - 1;
         this.digest.removeAt(this.name, this.cols, dup);
-        this.code.move(this.cols, i, dup);
+        this.code.copy(this.cols, dup, this.cols, i);
         this.dropAt(i, false);
         continue;
       }
@@ -215,23 +208,26 @@ class ColumnTable {
     return s < 0 ? undefined : this.code.readAt(this.cols, this.slots[s]! - 1);
   }
 
-  upsert(key: string, row: Row): void {
+  /** Inserts or replaces row i of a block of this table; returns its key. */
+  upsert(block: RowBlock, i: number): string {
     this.ready();
+    const key = block.keyAt(i);
     const h = keyHash(key);
     const s = this.find(key, h);
+    let p: number;
     if (s >= 0) {
-      const p = this.slots[s]! - 1;
+      p = this.slots[s]! - 1;
       this.digest.removeAt(this.name, this.cols, p);
-      this.code.write(this.cols, p, row);
     } else {
       this.reserve(this.n + 1);
-      const p = this.n++;
-      this.code.write(this.cols, p, row);
+      p = this.n++;
       this.hashes[p] = h;
       this.insert(p);
       this.indexed++;
     }
-    this.digest.add(this.name, row);
+    this.code.copy(this.cols, p, block.cols, i);
+    this.digest.addColumns(this.name, this.cols, p, p + 1);
+    return key;
   }
 
   /** Returns false when the key is absent. */
@@ -246,12 +242,44 @@ class ColumnTable {
     return true;
   }
 
-  append(rows: readonly Row[]): void {
+  /** Appends a block's rows unindexed, copying its columns. */
+  append(block: RowBlock): void {
     const from = this.n;
-    this.reserve(from + rows.length);
-    for (let i = 0; i < rows.length; i++) this.code.write(this.cols, from + i, rows[i]!);
-    this.n += rows.length;
+    const m = block.length;
+    this.reserve(from + m);
+    TABLES[this.name].fields.forEach((f, k) => {
+      const src = block.cols[k]!;
+      if (NUMERIC_COLUMN[f.type]) {
+        const s = src as NumericColumn;
+        (this.cols[k] as NumericColumn).set(s.length === m ? s : s.subarray(0, m), from);
+      } else {
+        const dst = this.cols[k] as unknown[];
+        const s = src as unknown[];
+        for (let i = 0; i < m; i++) dst.push(s[i]);
+      }
+    });
+    this.n += m;
     this.digest.addColumns(this.name, this.cols, from, this.n);
+  }
+
+  /** The position of a key's row, or -1. */
+  positionOf(key: string): number {
+    this.ready();
+    const s = this.find(key, keyHash(key));
+    return s < 0 ? -1 : this.slots[s]! - 1;
+  }
+
+  /** A block holding copies of the rows at these positions. */
+  gather(positions: readonly number[]): RowBlock {
+    const cols = allocateColumns(this.name, positions.length);
+    for (let j = 0; j < positions.length; j++) this.code.copy(cols, j, this.cols, positions[j]!);
+    return new RowBlock(this.name, positions.length, cols);
+  }
+
+  /** A block holding a copy of every row. */
+  snapshot(): RowBlock {
+    const cols = this.cols.map((c) => (Array.isArray(c) ? c.slice() : (c as NumericColumn).slice(0, this.n)));
+    return new RowBlock(this.name, this.n, cols);
   }
 
   keyAt(i: number): string {
@@ -274,7 +302,7 @@ class ColumnTable {
 
   clear(): void {
     for (let i = 0; i < this.n; i++) this.digest.removeAt(this.name, this.cols, i);
-    this.cols = this.allocate(0);
+    this.cols = allocateColumns(this.name, 0);
     this.cap = 0;
     this.hashes = new Uint32Array(0);
     this.n = 0;
@@ -285,13 +313,13 @@ class ColumnTable {
 
 export class TableSet {
   readonly digest = new StateDigest();
-  private readonly tables = new Map<TableName, ColumnTable>(TABLE_NAMES.map((t) => [t, new ColumnTable(t, this.digest)]));
+  private readonly byName = new Map<TableName, ColumnTable>(TABLE_NAMES.map((t) => [t, new ColumnTable(t, this.digest)]));
   gen = 0;
   private log: LogEntry[] | null = null;
   private logFrom = 0;
 
   private table(t: TableName): ColumnTable {
-    return this.tables.get(t)!;
+    return this.byName.get(t)!;
   }
 
   private note(table: TableName, key: string): void {
@@ -304,11 +332,8 @@ export class TableSet {
     for (const t of TABLE_NAMES) {
       const tab = this.table(t);
       for (const key of change.deletes[t] ?? []) if (tab.remove(key)) this.note(t, key);
-      for (const row of (change.upserts[t] ?? []) as unknown as Row[]) {
-        const key = keyOf(t, row);
-        tab.upsert(key, row);
-        this.note(t, key);
-      }
+      const block = change.upserts[t];
+      if (block) for (let i = 0; i < block.length; i++) this.note(t, tab.upsert(block, i));
     }
     return this.gen;
   }
@@ -324,8 +349,8 @@ export class TableSet {
     if (this.log) return this.apply({ upserts: change.upserts, deletes: {} });
     this.gen++;
     for (const t of TABLE_NAMES) {
-      const rows = change.upserts[t] as unknown as Row[] | undefined;
-      if (rows?.length) this.table(t).append(rows);
+      const block = change.upserts[t];
+      if (block?.length) this.table(t).append(block);
     }
     return this.gen;
   }
@@ -334,7 +359,7 @@ export class TableSet {
   indexSome(max: number): number {
     let left = max;
     let remaining = 0;
-    for (const tab of this.tables.values()) {
+    for (const tab of this.byName.values()) {
       const before = tab.indexed;
       remaining += tab.indexSome(left);
       left -= tab.indexed - before;
@@ -345,7 +370,7 @@ export class TableSet {
   /** Appended rows not indexed yet (a keyed operation indexes them first). */
   get unindexed(): number {
     let n = 0;
-    for (const tab of this.tables.values()) n += tab.n - tab.indexed;
+    for (const tab of this.byName.values()) n += tab.n - tab.indexed;
     return n;
   }
 
@@ -375,7 +400,15 @@ export class TableSet {
     return Object.fromEntries(TABLE_NAMES.map((t) => [t, this.count(t)])) as Record<TableName, number>;
   }
 
-  full(): Tables {
+  /** Every row, as blocks (copies: later changes do not reach them), one per non-empty table. */
+  full(): Blocks {
+    const out: Blocks = {};
+    for (const t of TABLE_NAMES) if (this.count(t) > 0) setBlock(out, this.table(t).snapshot());
+    return out;
+  }
+
+  /** Every row, as objects (documents, tests). */
+  tables(): Tables {
     const out = emptyTables();
     for (const t of TABLE_NAMES) (out as Record<TableName, unknown[]>)[t] = this.table(t).all();
     return out;
@@ -424,14 +457,14 @@ export class TableSet {
     const change: Change = { upserts: {}, deletes: {} };
     for (const [t, keys] of touched) {
       const tab = this.table(t);
-      const ups: Row[] = [];
+      const ups: number[] = [];
       const dels: string[] = [];
       for (const k of keys) {
-        const row = tab.get(k);
-        if (row) ups.push(row);
+        const p = tab.positionOf(k);
+        if (p >= 0) ups.push(p);
         else dels.push(k);
       }
-      if (ups.length) (change.upserts as Record<string, Row[]>)[t] = ups;
+      if (ups.length) setBlock(change.upserts, tab.gather(ups));
       if (dels.length) change.deletes[t] = dels;
     }
     return change;

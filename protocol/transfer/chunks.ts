@@ -14,8 +14,8 @@
  */
 import { BadRequestError } from "../errors.js";
 import { asObject, optUint } from "../agent-api.js";
-import { decodeBlock } from "../codec/columnar.js";
-import type { StateDelta, Tables } from "../state/model.js";
+import { decodeBlocks } from "../codec/columnar.js";
+import type { StateDelta } from "../state/model.js";
 import { isTableName, type TableName } from "../state/tables.js";
 
 export const CHUNK_KIND = "chunk";
@@ -60,13 +60,7 @@ export function parseChunk(body: unknown, vmId: string): { chunk: Omit<ChunkBody
   const o = asObject(body, "chunk");
   const g = parseGen(o, "chunk");
   if (!Array.isArray(o.blocks)) throw new BadRequestError("chunk.blocks must be an array");
-  const upserts: Partial<Tables> = {};
-  o.blocks.forEach((raw, i) => {
-    const { table, rows } = decodeBlock(raw, `chunk.blocks[${i}]`);
-    const list = (upserts[table] ?? []) as unknown[];
-    for (const r of rows) list.push(r);
-    (upserts as Record<string, unknown[]>)[table] = list;
-  });
+  const upserts = decodeBlocks(o.blocks, "chunk.blocks");
   const deletes: Partial<Record<TableName, string[]>> = {};
   const rawDeletes = asObject(o.deletes ?? {}, "chunk.deletes");
   for (const [t, keys] of Object.entries(rawDeletes)) {

@@ -9,7 +9,7 @@
  * seal inline (one round trip, which is what a small final delta in the
  * freeze window needs); otherwise a separate seal message closes it.
  */
-import { encodeBlock, type ColumnBlock } from "../codec/columnar.js";
+import { encodeColumns, type ColumnBlock } from "../codec/columnar.js";
 import { encodeEnvelope } from "../codec/envelope.js";
 import type { StateDelta } from "../state/model.js";
 import { TABLE_NAMES, type TableName } from "../state/tables.js";
@@ -87,12 +87,13 @@ export function* encodeRound(delta: StateDelta, h: RoundHeader, maxBytes: number
   }
 
   for (const table of TABLE_NAMES) {
-    const list = (delta.upserts[table] ?? []) as unknown[];
+    const all = delta.upserts[table];
+    if (!all) continue;
     let i = 0;
     let perChunk = FIRST_SLICE_ROWS;
-    while (i < list.length) {
-      const slice = list.slice(i, i + perChunk);
-      const block = encodeBlock(table, slice);
+    while (i < all.length) {
+      const slice = all.slice(i, i + perChunk);
+      const block = encodeColumns(slice);
       const size = estimate(block);
       if (size > maxBytes && slice.length > 1) {
         perChunk = Math.max(1, Math.floor(slice.length / 2));

@@ -5,6 +5,7 @@ import { generateVmState } from "../../protocol/state/generate.js";
 import { emptyTables, type Tables } from "../../protocol/state/model.js";
 import { TableSet } from "../../protocol/state/table-set.js";
 import { keyOf, TABLE_NAMES, type ConntrackRow, type TableName } from "../../protocol/state/tables.js";
+import { blocksOf } from "../../protocol/state/row-block.js";
 
 const state = generateVmState("vm-dig", { conntrack: 2000, fdb: 300, acls: 80, ports: 3, seed: 11 });
 
@@ -131,26 +132,26 @@ test("digest - the incremental digest of a TableSet equals StateDigest.of its fi
   const set = new TableSet();
   const empty = new StateDigest().toString();
   assert.equal(set.digest.toString(), empty);
-  set.apply({ upserts: state.tables, deletes: {} });
+  set.apply({ upserts: blocksOf(state.tables), deletes: {} });
   assert.equal(set.digest.toString(), StateDigest.of(state.tables).toString());
 
   // A series of changes: updates, deletes, re-adds, no-op deletes, the same key twice in one change.
   const ct = state.tables.conntrack;
   set.apply({
-    upserts: { conntrack: ct.slice(0, 100).map((r) => ({ ...r, state: "TIME_WAIT", timeoutSec: 1 })) },
+    upserts: blocksOf({ conntrack: ct.slice(0, 100).map((r) => ({ ...r, state: "TIME_WAIT", timeoutSec: 1 })) }),
     deletes: { conntrack: ct.slice(100, 300).map((r) => keyOf("conntrack", r)), fdb: ["no|such"] },
   });
-  set.apply({ upserts: { conntrack: ct.slice(150, 200) }, deletes: { acls: ["acl-1", "acl-2"], ports: [state.tables.ports[2]!.ifaceId] } });
-  set.apply({ upserts: { acls: [{ ...state.tables.acls[3]!, priority: 1 }, { ...state.tables.acls[3]!, priority: 2 }] }, deletes: {} });
-  set.apply({ upserts: { fdb: state.tables.fdb.slice(0, 10).map((r) => ({ ...r, ageSec: 0 })) }, deletes: { fdb: state.tables.fdb.slice(0, 5).map((r) => keyOf("fdb", r)) } });
+  set.apply({ upserts: blocksOf({ conntrack: ct.slice(150, 200) }), deletes: { acls: ["acl-1", "acl-2"], ports: [state.tables.ports[2]!.ifaceId] } });
+  set.apply({ upserts: blocksOf({ acls: [{ ...state.tables.acls[3]!, priority: 1 }, { ...state.tables.acls[3]!, priority: 2 }] }), deletes: {} });
+  set.apply({ upserts: blocksOf({ fdb: state.tables.fdb.slice(0, 10).map((r) => ({ ...r, ageSec: 0 })) }), deletes: { fdb: state.tables.fdb.slice(0, 5).map((r) => keyOf("fdb", r)) } });
 
-  const final = set.full();
+  const final = set.tables();
   assert.equal(final.conntrack.length, ct.length - 150);
   assert.equal(set.digest.toString(), StateDigest.of(final).toString());
   assert.deepEqual(set.digest.tables(), StateDigest.of(final).tables());
   // And it matches a set built from scratch out of the final rows, in another order.
   const fresh = new TableSet();
-  fresh.apply({ upserts: mapTables(final, (_n, rows) => shuffled(rows as unknown[], 5) as never), deletes: {} });
+  fresh.apply({ upserts: blocksOf(mapTables(final, (_n, rows) => shuffled(rows as unknown[], 5) as never)), deletes: {} });
   assert.equal(fresh.digest.toString(), set.digest.toString());
 
   set.clear();

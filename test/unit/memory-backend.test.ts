@@ -9,6 +9,7 @@ import { StateDigest } from "../../protocol/state/digest.js";
 import { generateVmState } from "../../protocol/state/generate.js";
 import type { StateDelta, Tables } from "../../protocol/state/model.js";
 import { keyOf, TABLE_NAMES, TABLES, type AclRow, type ConntrackRow, type PortRow, type TableName } from "../../protocol/state/tables.js";
+import { blocksOf } from "../../protocol/state/row-block.js";
 
 type Row = Record<string, unknown>;
 
@@ -49,14 +50,14 @@ function portable(t: TableName, rows: Row[]): Row[] {
   return rows.map((r) => Object.fromEntries(names.map((n) => [n, r[n]])));
 }
 
-const fullChange = (tables: Partial<Tables>) => ({ upserts: tables, deletes: {} });
+const fullChange = (tables: Partial<Tables>) => ({ upserts: blocksOf(tables), deletes: {} });
 
 test("memory-backend - a written VM reloads after a restart with the same digest and portable rows", async () => {
   const dir = tempDir();
   const s = smallState("vm-a");
   const b1 = await backend(dir);
   const gen = await b1.write("vm-a", fullChange(s.tables), true);
-  await b1.write("vm-a", { upserts: { acls: [{ ...s.tables.acls[0]!, priority: 1 }] }, deletes: { conntrack: [keyOf("conntrack", s.tables.conntrack[0])] } }, false);
+  await b1.write("vm-a", { upserts: blocksOf({ acls: [{ ...s.tables.acls[0]!, priority: 1 }] }), deletes: { conntrack: [keyOf("conntrack", s.tables.conntrack[0])] } }, false);
   const before = (await b1.describe("vm-a"))!;
   assert.equal(before.gen, gen + 1);
   const rows1 = rowsByTable(b1, "vm-a");
@@ -108,7 +109,7 @@ test("memory-backend - many writes compact the journal and still reload exactly"
     const acls: AclRow[] = Array.from({ length: 250 }, (_, i) => ({
       id: `big-${i}`, direction: "ingress", priority: round, table: 0, match: `${round}-${i}-`.padEnd(4000, String.fromCharCode(97 + ((round + i) % 26))), actions: "drop",
     }));
-    await b1.write("vm-big", { upserts: { acls }, deletes: {} }, false);
+    await b1.write("vm-big", { upserts: blocksOf({ acls }), deletes: {} }, false);
     written += 250 * 4000;
   }
   await b1.write("vm-big", { upserts: {}, deletes: { acls: ["big-0", "big-1"] } }, false);
@@ -120,7 +121,7 @@ test("memory-backend - many writes compact the journal and still reload exactly"
   assert.ok(statSync(snap).size > snap0 + 500_000, "the journal was compacted into a new snapshot");
   assert.ok(statSync(journal).size < 1024, "the journal was restarted");
   // Writes after the compaction land in the new journal.
-  await b1.write("vm-big", { upserts: { conntrack: s.tables.conntrack.slice(0, 50).map((r) => ({ ...r, timeoutSec: 7 })) }, deletes: { fdb: [keyOf("fdb", s.tables.fdb[3])] } }, false);
+  await b1.write("vm-big", { upserts: blocksOf({ conntrack: s.tables.conntrack.slice(0, 50).map((r) => ({ ...r, timeoutSec: 7 })) }), deletes: { fdb: [keyOf("fdb", s.tables.fdb[3])] } }, false);
   await b1.setFrozen("vm-big", true);
   const before = (await b1.describe("vm-big"))!;
   const rows1 = rowsByTable(b1, "vm-big");
@@ -142,7 +143,7 @@ test("memory-backend - the frozen flag survives a restart and frozen VMs refuse 
   await b1.setFrozen("vm-f", true);
   await b1.setFrozen("vm-f", true); // idempotent
   const frozenWrite = (b: MemoryBackend) =>
-    assert.rejects(b.write("vm-f", { upserts: { acls: [{ ...s.tables.acls[0]!, priority: 3 }] }, deletes: {} }, false), (e: unknown) => {
+    assert.rejects(b.write("vm-f", { upserts: blocksOf({ acls: [{ ...s.tables.acls[0]!, priority: 3 }] }), deletes: {} }, false), (e: unknown) => {
       assert.ok(e instanceof VmMigratingError, String(e));
       assert.match((e as Error).message, /migrating/);
       assert.equal((e as NetmigError).context.vmId, "vm-f");
@@ -157,7 +158,7 @@ test("memory-backend - the frozen flag survives a restart and frozen VMs refuse 
   await frozenWrite(b2);
   assert.equal((await b2.describe("vm-f"))!.digest, digest, "the refused write changed nothing");
   await b2.setFrozen("vm-f", false);
-  await b2.write("vm-f", { upserts: { acls: [{ ...s.tables.acls[0]!, priority: 3 }] }, deletes: {} }, false);
+  await b2.write("vm-f", { upserts: blocksOf({ acls: [{ ...s.tables.acls[0]!, priority: 3 }] }), deletes: {} }, false);
   await b2.close();
 
   const b3 = await backend(dir);
@@ -174,7 +175,7 @@ test("memory-backend - unknown VMs and writes to a VM being received are refused
   await assert.rejects(b.setFrozen("vm-x", true), UnknownVmError);
   assert.equal(await b.describe("vm-x"), null);
   const s = smallState("vm-in");
-  await b.stage("vm-in", "m1", { vmId: "vm-in", baseGen: null, gen: 1, upserts: s.tables, deletes: {} }, { srcPortZones: {} });
+  await b.stage("vm-in", "m1", { vmId: "vm-in", baseGen: null, gen: 1, upserts: blocksOf(s.tables), deletes: {} }, { srcPortZones: {} });
   await assert.rejects(b.write("vm-in", fullChange(s.tables), true), BadRequestError);
   await b.write("vm-live", fullChange(s.tables), true);
   await assert.rejects(b.stage("vm-live", "m2", { vmId: "vm-live", baseGen: null, gen: 1, upserts: {}, deletes: {} }, { srcPortZones: {} }), BadRequestError);
@@ -185,8 +186,8 @@ async function stageFrom(b: MemoryBackend, vmId: string, stagingId: string, src:
   const zones = Object.fromEntries(src.tables.ports.map((p) => [p.ifaceId, p.ctZone]));
   const ct = src.tables.conntrack;
   const half = Math.floor(ct.length / 2);
-  const part1: StateDelta = { vmId, baseGen: null, gen: 5, upserts: { ...src.tables, conntrack: ct.slice(0, half) }, deletes: {} };
-  const part2: StateDelta = { vmId, baseGen: null, gen: 5, upserts: { conntrack: ct.slice(half) }, deletes: {} };
+  const part1: StateDelta = { vmId, baseGen: null, gen: 5, upserts: blocksOf({ ...src.tables, conntrack: ct.slice(0, half) }), deletes: {} };
+  const part2: StateDelta = { vmId, baseGen: null, gen: 5, upserts: blocksOf({ conntrack: ct.slice(half) }), deletes: {} };
   await b.stage(vmId, stagingId, part1, { srcPortZones: zones });
   await b.stage(vmId, stagingId, part2, { srcPortZones: zones });
   return zones;
@@ -286,7 +287,7 @@ test("memory-backend - a staging area changed after its seal is not sealed after
   await stageFrom(b1, "vm-r", "mig-r", src);
   await b1.seal("vm-r", "mig-r");
   // Another delta arrives after the seal: the area is no longer complete.
-  await b1.stage("vm-r", "mig-r", { vmId: "vm-r", baseGen: 5, gen: 6, upserts: { acls: [{ ...src.tables.acls[0]!, priority: 9 }] }, deletes: {} }, { srcPortZones: {} });
+  await b1.stage("vm-r", "mig-r", { vmId: "vm-r", baseGen: 5, gen: 6, upserts: blocksOf({ acls: [{ ...src.tables.acls[0]!, priority: 9 }] }), deletes: {} }, { srcPortZones: {} });
   assert.equal((await b1.staged("vm-r", "mig-r"))!.sealed, false);
   await b1.close();
   const b2 = await backend(dir);
@@ -302,7 +303,7 @@ test("memory-backend - stage remaps ports to this host's ids and conntrack zones
   const zones = Object.fromEntries(src.tables.ports.map((p) => [p.ifaceId, p.ctZone]));
   assert.deepEqual(Object.values(zones), [40, 41, 42]);
   const stray: ConntrackRow = { ...src.tables.conntrack[0]!, origSport: 9, zone: 7 }; // a zone of no port
-  await b.stage("vm-m", "m", { vmId: "vm-m", baseGen: null, gen: 1, upserts: { ...src.tables, conntrack: [...src.tables.conntrack, stray] }, deletes: {} }, { srcPortZones: zones });
+  await b.stage("vm-m", "m", { vmId: "vm-m", baseGen: null, gen: 1, upserts: blocksOf({ ...src.tables, conntrack: [...src.tables.conntrack, stray] }), deletes: {} }, { srcPortZones: zones });
   const st = (await b.staged("vm-m", "m"))!;
   assert.equal(st.digest, StateDigest.of({ ...src.tables, conntrack: [...src.tables.conntrack, stray] }).toString(), "remapping leaves the digest alone");
   await b.activate("vm-m", "m");
@@ -364,29 +365,29 @@ test("memory-backend - read(vm, null) then writes then read(vm, gen) gives exact
   assert.deepEqual(full.deletes, {});
   const ct = s.tables.conntrack;
   const changed = ct.slice(0, 5).map((r) => ({ ...r, timeoutSec: 1 }));
-  await b.write("vm-rd", { upserts: { conntrack: changed }, deletes: { conntrack: [keyOf("conntrack", ct[10]), keyOf("conntrack", ct[11])] } }, false);
-  await b.write("vm-rd", { upserts: { acls: [{ ...s.tables.acls[2]!, actions: "drop" }] }, deletes: { conntrack: [keyOf("conntrack", ct[0])] } }, false);
+  await b.write("vm-rd", { upserts: blocksOf({ conntrack: changed }), deletes: { conntrack: [keyOf("conntrack", ct[10]), keyOf("conntrack", ct[11])] } }, false);
+  await b.write("vm-rd", { upserts: blocksOf({ acls: [{ ...s.tables.acls[2]!, actions: "drop" }] }), deletes: { conntrack: [keyOf("conntrack", ct[0])] } }, false);
   const delta = await b.read("vm-rd", full.gen);
   assert.equal(delta.baseGen, full.gen);
   assert.equal(delta.gen, full.gen + 2);
-  const sortedKeys = (rows: unknown[] | undefined, t: TableName) => (rows ?? []).map((r) => keyOf(t, r)).sort();
+  const sortedKeys = (rows: Iterable<unknown> | undefined, t: TableName) => [...(rows ?? [])].map((r) => keyOf(t, r)).sort();
   assert.deepEqual(sortedKeys(delta.upserts.conntrack, "conntrack"), sortedKeys(changed.slice(1), "conntrack"));
-  assert.deepEqual(delta.upserts.conntrack!.find((r) => keyOf("conntrack", r) === keyOf("conntrack", changed[1]))!.timeoutSec, 1);
-  assert.deepEqual(delta.upserts.acls, [{ ...s.tables.acls[2]!, actions: "drop" }]);
+  assert.deepEqual(delta.upserts.conntrack!.rows().find((r) => keyOf("conntrack", r) === keyOf("conntrack", changed[1]))!.timeoutSec, 1);
+  assert.deepEqual(delta.upserts.acls?.rows(), [{ ...s.tables.acls[2]!, actions: "drop" }]);
   assert.deepEqual([...(delta.deletes.conntrack ?? [])].sort(), [keyOf("conntrack", ct[0]), keyOf("conntrack", ct[10]), keyOf("conntrack", ct[11])].sort());
   assert.deepEqual(Object.keys(delta.upserts).sort(), ["acls", "conntrack"]);
   assert.deepEqual(Object.keys(delta.deletes), ["conntrack"]);
   assert.equal(delta.digest, (await b.describe("vm-rd"))!.digest);
   // Applying the delta to the full snapshot gives the live digest.
   const replica = StateDigest.of(full.upserts);
-  const fullByKey = new Map(full.upserts.conntrack!.map((r) => [keyOf("conntrack", r), r]));
+  const fullByKey = new Map(full.upserts.conntrack!.rows().map((r) => [keyOf("conntrack", r), r]));
   for (const k of delta.deletes.conntrack!) replica.remove("conntrack", fullByKey.get(k));
   for (const r of delta.upserts.conntrack!) {
     replica.remove("conntrack", fullByKey.get(keyOf("conntrack", r)));
     replica.add("conntrack", r);
   }
   replica.remove("acls", s.tables.acls[2]);
-  replica.add("acls", delta.upserts.acls![0]);
+  replica.add("acls", delta.upserts.acls!.row(0));
   assert.equal(replica.toString(), delta.digest);
   // Nothing changed since the delta's gen.
   const none = await b.read("vm-rd", delta.gen);

@@ -1,6 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { encodeBlock } from "../../protocol/codec/columnar.js";
+import { encodeColumns } from "../../protocol/codec/columnar.js";
 import { pack, unpack } from "../../protocol/codec/packr.js";
 import { BadRequestError, DigestMismatchError } from "../../protocol/errors.js";
 import { StateDigest } from "../../protocol/state/digest.js";
@@ -10,6 +10,7 @@ import { TableSet, type Change } from "../../protocol/state/table-set.js";
 import { keyOf, TABLE_NAMES, type ConntrackRow, type FdbRow, type TableName } from "../../protocol/state/tables.js";
 import { RoundReceiver, type StageTarget } from "../../protocol/transfer/receiver.js";
 import type { SealReply } from "../../protocol/transfer/chunks.js";
+import { blocksOf } from "../../protocol/state/row-block.js";
 
 const VM = "vm-rx";
 
@@ -50,8 +51,8 @@ function buildRound(round: number, baseGen: number | null, gen: number, change: 
   const header = { round, baseGen, gen, zones };
   const chunks: unknown[] = [];
   for (const t of TABLE_NAMES) {
-    const rows = (change.upserts[t] ?? []) as unknown[];
-    for (let i = 0; i < rows.length; i += rowsPerChunk) chunks.push(wire({ ...header, blocks: [encodeBlock(t, rows.slice(i, i + rowsPerChunk))], deletes: {} }));
+    const rows = change.upserts[t];
+    for (let i = 0; i < (rows?.length ?? 0); i += rowsPerChunk) chunks.push(wire({ ...header, blocks: [encodeColumns(rows!.slice(i, i + rowsPerChunk))], deletes: {} }));
   }
   for (const t of TABLE_NAMES) {
     const keys = change.deletes[t] ?? [];
@@ -64,7 +65,7 @@ function buildRound(round: number, baseGen: number | null, gen: number, change: 
 function source(): { src: TableSet; zones: Record<string, number> } {
   const state = generateVmState(VM, { conntrack: 3000, fdb: 400, acls: 50, ports: 2, seed: 4 });
   const src = new TableSet();
-  src.apply({ upserts: state.tables, deletes: {} });
+  src.apply({ upserts: blocksOf(state.tables), deletes: {} });
   src.startTracking();
   const zones = Object.fromEntries(state.tables.ports.map((p) => [p.ifaceId, p.ctZone]));
   return { src, zones };
@@ -78,12 +79,12 @@ function fullRound(src: TableSet, zones: Record<string, number>, round = 0, fina
 function churn(src: TableSet, salt: number): void {
   const ct = Array.from(src.rows("conntrack")).slice(0, 300) as unknown as ConntrackRow[];
   src.apply({
-    upserts: { conntrack: ct.slice(0, 200).map((r) => ({ ...r, timeoutSec: 1000 + salt })) },
+    upserts: blocksOf({ conntrack: ct.slice(0, 200).map((r) => ({ ...r, timeoutSec: 1000 + salt })) }),
     deletes: { conntrack: ct.slice(200, 260).map((r) => keyOf("conntrack", r)) },
   });
   const fdb = Array.from(src.rows("fdb")).slice(0, 10) as unknown as FdbRow[];
   src.apply({
-    upserts: { fdb: fdb.map((r) => ({ ...r, ageSec: salt })), acls: [{ id: `new-${salt}`, direction: "egress", priority: 1, table: 0, match: "udp", actions: "drop" }] },
+    upserts: blocksOf({ fdb: fdb.map((r) => ({ ...r, ageSec: salt })), acls: [{ id: `new-${salt}`, direction: "egress", priority: 1, table: 0, match: "udp", actions: "drop" }] }),
     deletes: { acls: ["acl-1"] },
   });
 }

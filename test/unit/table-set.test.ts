@@ -5,6 +5,7 @@ import { generateVmState } from "../../protocol/state/generate.js";
 import { StateDigest } from "../../protocol/state/digest.js";
 import { TableSet, type Change } from "../../protocol/state/table-set.js";
 import { keyOf, TABLE_NAMES, type AclRow, type FdbRow, type TableName } from "../../protocol/state/tables.js";
+import { blocksOf } from "../../protocol/state/row-block.js";
 
 const state = generateVmState("vm-ts", { conntrack: 500, fdb: 100, acls: 50, ports: 2, seed: 5 });
 
@@ -29,21 +30,21 @@ function norm(c: Change): { upserts: Record<string, Row[]>; deletes: Record<stri
 
 function loaded(): TableSet {
   const s = new TableSet();
-  s.apply({ upserts: state.tables, deletes: {} });
+  s.apply({ upserts: blocksOf(state.tables), deletes: {} });
   return s;
 }
 
 test("table-set - apply bumps the generation once per change and keeps rows by key", () => {
   const s = new TableSet();
   assert.equal(s.gen, 0);
-  assert.equal(s.apply({ upserts: state.tables, deletes: {} }), 1);
+  assert.equal(s.apply({ upserts: blocksOf(state.tables), deletes: {} }), 1);
   assert.equal(s.gen, 1);
   for (const t of TABLE_NAMES) assert.equal(s.count(t), state.tables[t].length, t);
   assert.deepEqual(s.counts().conntrack, 500);
   assert.equal(s.apply({ upserts: {}, deletes: {} }), 2);
   const k = keyOf("acls", state.tables.acls[0]);
   assert.deepEqual(s.get("acls", k), state.tables.acls[0]);
-  s.apply({ upserts: { acls: [{ ...state.tables.acls[0]!, priority: 7 }] }, deletes: {} });
+  s.apply({ upserts: blocksOf({ acls: [{ ...state.tables.acls[0]!, priority: 7 }] }), deletes: {} });
   assert.equal(s.count("acls"), 50);
   assert.equal((s.get("acls", k) as unknown as AclRow).priority, 7);
   // Deleting a key that does not exist is a no-op.
@@ -58,19 +59,19 @@ test("table-set - since(g) gives exactly the rows upserted and keys deleted afte
   assert.deepEqual(norm(s.since(g0)), { upserts: {}, deletes: {} });
 
   const fdb = state.tables.fdb;
-  const g1 = s.apply({ upserts: { fdb: [{ ...fdb[0]!, ageSec: 1 }] }, deletes: { acls: ["acl-3"] } });
-  const g2 = s.apply({ upserts: { acls: [acl(1000)], fdb: [{ ...fdb[1]!, ageSec: 2 }] }, deletes: {} });
-  const g3 = s.apply({ upserts: { fdb: [{ ...fdb[0]!, ageSec: 3 }] }, deletes: { fdb: [keyOf("fdb", fdb[2])] } });
+  const g1 = s.apply({ upserts: blocksOf({ fdb: [{ ...fdb[0]!, ageSec: 1 }] }), deletes: { acls: ["acl-3"] } });
+  const g2 = s.apply({ upserts: blocksOf({ acls: [acl(1000)], fdb: [{ ...fdb[1]!, ageSec: 2 }] }), deletes: {} });
+  const g3 = s.apply({ upserts: blocksOf({ fdb: [{ ...fdb[0]!, ageSec: 3 }] }), deletes: { fdb: [keyOf("fdb", fdb[2])] } });
 
   assert.deepEqual(norm(s.since(g0)), norm({
-    upserts: { acls: [acl(1000)], fdb: [{ ...fdb[0]!, ageSec: 3 }, { ...fdb[1]!, ageSec: 2 }] },
+    upserts: blocksOf({ acls: [acl(1000)], fdb: [{ ...fdb[0]!, ageSec: 3 }, { ...fdb[1]!, ageSec: 2 }] }),
     deletes: { acls: ["acl-3"], fdb: [keyOf("fdb", fdb[2])] },
   }));
   assert.deepEqual(norm(s.since(g1)), norm({
-    upserts: { acls: [acl(1000)], fdb: [{ ...fdb[0]!, ageSec: 3 }, { ...fdb[1]!, ageSec: 2 }] },
+    upserts: blocksOf({ acls: [acl(1000)], fdb: [{ ...fdb[0]!, ageSec: 3 }, { ...fdb[1]!, ageSec: 2 }] }),
     deletes: { fdb: [keyOf("fdb", fdb[2])] },
   }));
-  assert.deepEqual(norm(s.since(g2)), norm({ upserts: { fdb: [{ ...fdb[0]!, ageSec: 3 }] }, deletes: { fdb: [keyOf("fdb", fdb[2])] } }));
+  assert.deepEqual(norm(s.since(g2)), norm({ upserts: blocksOf({ fdb: [{ ...fdb[0]!, ageSec: 3 }] }), deletes: { fdb: [keyOf("fdb", fdb[2])] } }));
   assert.deepEqual(norm(s.since(g3)), { upserts: {}, deletes: {} });
   // Earlier answers are still available after later ones (no compaction yet).
   assert.equal(norm(s.since(g0)).upserts.fdb?.length, 2);
@@ -82,7 +83,7 @@ test("table-set - a key changed then deleted appears only in deletes", () => {
   const g = s.gen;
   const row = state.tables.conntrack[10]!;
   const key = keyOf("conntrack", row);
-  s.apply({ upserts: { conntrack: [{ ...row, state: "CLOSE_WAIT" }] }, deletes: {} });
+  s.apply({ upserts: blocksOf({ conntrack: [{ ...row, state: "CLOSE_WAIT" }] }), deletes: {} });
   s.apply({ upserts: {}, deletes: { conntrack: [key] } });
   const c = s.since(g);
   assert.deepEqual(c.deletes.conntrack, [key]);
@@ -91,7 +92,7 @@ test("table-set - a key changed then deleted appears only in deletes", () => {
   const s2 = loaded();
   s2.startTracking();
   const g2 = s2.gen;
-  s2.apply({ upserts: { acls: [acl(5000)] }, deletes: {} });
+  s2.apply({ upserts: blocksOf({ acls: [acl(5000)] }), deletes: {} });
   s2.apply({ upserts: {}, deletes: { acls: ["acl-5000"] } });
   assert.deepEqual(norm(s2.since(g2)), { upserts: {}, deletes: { acls: ["acl-5000"] } });
 });
@@ -103,25 +104,25 @@ test("table-set - a key deleted then re-added appears only in upserts, with its 
   const row = state.tables.fdb[4]!;
   const key = keyOf("fdb", row);
   s.apply({ upserts: {}, deletes: { fdb: [key] } });
-  s.apply({ upserts: { fdb: [{ ...row, ageSec: 99 }] }, deletes: {} });
+  s.apply({ upserts: blocksOf({ fdb: [{ ...row, ageSec: 99 }] }), deletes: {} });
   const c = s.since(g);
-  assert.deepEqual(c.upserts.fdb, [{ ...row, ageSec: 99 }]);
+  assert.deepEqual(c.upserts.fdb?.rows(), [{ ...row, ageSec: 99 }]);
   assert.equal(c.deletes.fdb, undefined);
   // Both in one change: deletes apply first, so the row is present.
   const g2 = s.gen;
-  s.apply({ upserts: { fdb: [{ ...row, ageSec: 5 }] }, deletes: { fdb: [key] } });
-  assert.deepEqual(s.since(g2), { upserts: { fdb: [{ ...row, ageSec: 5 }] }, deletes: {} });
+  s.apply({ upserts: blocksOf({ fdb: [{ ...row, ageSec: 5 }] }), deletes: { fdb: [key] } });
+  assert.deepEqual(norm(s.since(g2)), { upserts: { fdb: [{ ...row, ageSec: 5 }] }, deletes: {} });
 });
 
 test("table-set - since throws when tracking is off, before the tracking start, or in the future", () => {
   const s = loaded();
   assert.equal(s.tracking, false);
   assert.throws(() => s.since(s.gen), (e: unknown) => e instanceof BadRequestError && /tracking is off/.test((e as Error).message));
-  s.apply({ upserts: { acls: [acl(900)] }, deletes: {} });
+  s.apply({ upserts: blocksOf({ acls: [acl(900)] }), deletes: {} });
   s.startTracking();
   assert.equal(s.tracking, true);
   const start = s.gen;
-  s.apply({ upserts: { acls: [acl(901)] }, deletes: {} });
+  s.apply({ upserts: blocksOf({ acls: [acl(901)] }), deletes: {} });
   assert.throws(() => s.since(start - 1), (e: unknown) => e instanceof BadRequestError && new RegExp(`since generation ${start - 1} \\(tracking from ${start} to ${start + 1}\\)`).test((e as Error).message));
   assert.throws(() => s.since(0), BadRequestError);
   assert.throws(() => s.since(s.gen + 1), BadRequestError);
@@ -137,7 +138,7 @@ test("table-set - since throws when tracking is off, before the tracking start, 
 
 test("table-set - compaction of a long change log keeps later answers correct", () => {
   const s = new TableSet();
-  s.apply({ upserts: { acls: Array.from({ length: 100 }, (_, i) => acl(i)) }, deletes: {} });
+  s.apply({ upserts: blocksOf({ acls: Array.from({ length: 100 }, (_, i) => acl(i)) }), deletes: {} });
   s.startTracking();
   const start = s.gen;
   // 6000 single-row changes: acl i%100 gets priority = step; every 7th step deletes acl-(step%100) instead.
@@ -149,7 +150,7 @@ test("table-set - compaction of a long change log keeps later answers correct", 
       s.apply({ upserts: {}, deletes: { acls: [`acl-${i}`] } });
       expectPriority.set(i, null);
     } else {
-      s.apply({ upserts: { acls: [acl(i, step % 60000)] }, deletes: {} });
+      s.apply({ upserts: blocksOf({ acls: [acl(i, step % 60000)] }), deletes: {} });
       expectPriority.set(i, step % 60000);
     }
     byGen.push(s.gen);
@@ -165,7 +166,7 @@ test("table-set - compaction of a long change log keeps later answers correct", 
     const ups: AclRow[] = [];
     const dels: string[] = [];
     for (const [i, p] of touched) (p === null ? dels.push(`acl-${i}`) : ups.push(acl(i, p)));
-    return norm({ upserts: ups.length ? { acls: ups } : {}, deletes: dels.length ? { acls: dels } : {} });
+    return norm({ upserts: blocksOf(ups.length ? { acls: ups } : {}), deletes: dels.length ? { acls: dels } : {} });
   };
   // Well past 4096 log entries: this call compacts.
   const g1 = start + 5000;
@@ -178,7 +179,7 @@ test("table-set - compaction of a long change log keeps later answers correct", 
   // More changes after compaction, and a second compaction.
   const more: number[] = [];
   for (let step = 0; step < 5000; step++) {
-    s.apply({ upserts: { fdb: [{ mac: `52:54:00:00:${(step >> 8).toString(16).padStart(2, "0")}:${(step & 0xff).toString(16).padStart(2, "0")}`, vlan: 1, ifaceId: "x", ageSec: step, static: false } satisfies FdbRow] }, deletes: {} });
+    s.apply({ upserts: blocksOf({ fdb: [{ mac: `52:54:00:00:${(step >> 8).toString(16).padStart(2, "0")}:${(step & 0xff).toString(16).padStart(2, "0")}`, vlan: 1, ifaceId: "x", ageSec: step, static: false } satisfies FdbRow] }), deletes: {} });
     more.push(s.gen);
   }
   const g2 = more[4500]!;
@@ -202,7 +203,7 @@ test("table-set - since reports the changes of many rows in a single generation"
   // One change with more than 4096 log entries: no entry is older than g, so nothing may be lost.
   const ct = state.tables.conntrack;
   const bigAcls = Array.from({ length: 5000 }, (_, i) => acl(10_000 + i));
-  s.apply({ upserts: { acls: bigAcls, conntrack: ct.map((r) => ({ ...r, timeoutSec: 9 })) }, deletes: {} });
+  s.apply({ upserts: blocksOf({ acls: bigAcls, conntrack: ct.map((r) => ({ ...r, timeoutSec: 9 })) }), deletes: {} });
   const c = s.since(g);
   assert.equal(c.upserts.acls?.length, 5000);
   assert.equal(c.upserts.conntrack?.length, 500);
@@ -217,15 +218,15 @@ test("table-set - full() and rows() give every current row", () => {
   const s = loaded();
   const full = s.full();
   for (const t of TABLE_NAMES) {
-    assert.equal(full[t].length, state.tables[t].length);
+    assert.equal(full[t]?.length ?? 0, state.tables[t].length);
     assert.equal(Array.from(s.rows(t as TableName)).length, state.tables[t].length);
   }
-  assert.deepEqual(norm({ upserts: full, deletes: {} }), norm({ upserts: state.tables, deletes: {} }));
+  assert.deepEqual(norm({ upserts: full, deletes: {} }), norm({ upserts: blocksOf(state.tables), deletes: {} }));
 });
 
 test("table-set - clear() while tracking reports the cleared keys as deletes", () => {
   const s = new TableSet();
-  s.apply({ upserts: { acls: [acl(1), acl(2)] }, deletes: {} });
+  s.apply({ upserts: blocksOf({ acls: [acl(1), acl(2)] }), deletes: {} });
   s.startTracking();
   const g = s.gen;
   s.clear();
@@ -238,8 +239,8 @@ test("table-set - clear() while tracking reports the cleared keys as deletes", (
 test("table-set - appended rows are found, replaced and removed once indexed, and the digest follows", () => {
   const s = new TableSet();
   const ct = state.tables.conntrack;
-  assert.equal(s.append({ upserts: { conntrack: ct.slice(0, 200) } }), 1);
-  assert.equal(s.append({ upserts: { conntrack: ct.slice(200), fdb: state.tables.fdb } }), 2);
+  assert.equal(s.append({ upserts: blocksOf({ conntrack: ct.slice(0, 200) } )}), 1);
+  assert.equal(s.append({ upserts: blocksOf({ conntrack: ct.slice(200), fdb: state.tables.fdb } )}), 2);
   assert.equal(s.unindexed, ct.length + state.tables.fdb.length);
   assert.equal(s.count("conntrack"), ct.length);
   assert.equal(s.digest.toString(), StateDigest.of({ conntrack: ct, fdb: state.tables.fdb }).toString());
@@ -248,19 +249,19 @@ test("table-set - appended rows are found, replaced and removed once indexed, an
   const k0 = keyOf("conntrack", ct[0]);
   assert.deepEqual(s.get("conntrack", k0), ct[0]);
   assert.equal(s.unindexed, 0);
-  s.apply({ upserts: { conntrack: [{ ...ct[1]!, timeoutSec: 1 }] }, deletes: { conntrack: [k0], fdb: [keyOf("fdb", state.tables.fdb[3])] } });
+  s.apply({ upserts: blocksOf({ conntrack: [{ ...ct[1]!, timeoutSec: 1 }] }), deletes: { conntrack: [k0], fdb: [keyOf("fdb", state.tables.fdb[3])] } });
   assert.equal(s.get("conntrack", k0), undefined);
   assert.equal((s.get("conntrack", keyOf("conntrack", ct[1])) as { timeoutSec: number }).timeoutSec, 1);
   const want = { conntrack: [{ ...ct[1]!, timeoutSec: 1 }, ...ct.slice(2)], fdb: state.tables.fdb.filter((_, i) => i !== 3) };
   assert.equal(s.digest.toString(), StateDigest.of(want).toString());
-  assert.deepEqual(norm({ upserts: s.full(), deletes: {} }), norm({ upserts: want, deletes: {} }));
+  assert.deepEqual(norm({ upserts: s.full(), deletes: {} }), norm({ upserts: blocksOf(want), deletes: {} }));
 });
 
 test("table-set - rows appended twice under one key resolve to the later one when indexed", () => {
   const s = new TableSet();
   const a = acl(1, 10);
   const b = acl(1, 20);
-  s.append({ upserts: { acls: [a, acl(2), b, acl(3)] } });
+  s.append({ upserts: blocksOf({ acls: [a, acl(2), b, acl(3)] } )});
   assert.equal(s.indexSome(Infinity), 0);
   assert.equal(s.count("acls"), 3);
   assert.equal((s.get("acls", "acl-1") as unknown as AclRow).priority, 20);
@@ -271,7 +272,7 @@ test("table-set - append while tracking is logged like apply", () => {
   const s = loaded();
   s.startTracking();
   const g = s.gen;
-  s.append({ upserts: { acls: [acl(900)] } });
+  s.append({ upserts: blocksOf({ acls: [acl(900)] } )});
   assert.deepEqual(norm(s.since(g)), { upserts: { acls: [acl(900)] }, deletes: {} });
 });
 
@@ -290,7 +291,7 @@ test("table-set - random upserts, deletes and appends agree with a plain map, ro
     const op = rand(10);
     if (op < 5) {
       const rows = Array.from({ length: 1 + rand(4) }, () => fdbRow(rand(600), rand(1000)));
-      s.apply({ upserts: { fdb: rows }, deletes: {} });
+      s.apply({ upserts: blocksOf({ fdb: rows }), deletes: {} });
       for (const r of rows) model.set(keyOf("fdb", r), r);
     } else if (op < 8) {
       const keys = Array.from({ length: 1 + rand(4) }, () => keyOf("fdb", fdbRow(rand(600), 0)));
@@ -303,7 +304,7 @@ test("table-set - random upserts, deletes and appends agree with a plain map, ro
         const r = fdbRow(600 + rand(400), rand(1000));
         if (!model.has(keyOf("fdb", r))) fresh.set(keyOf("fdb", r), r);
       }
-      s.append({ upserts: { fdb: Array.from(fresh.values()) } });
+      s.append({ upserts: blocksOf({ fdb: Array.from(fresh.values()) } )});
       for (const [k, r] of fresh) model.set(k, r);
       if (rand(2) === 0) s.indexSome(rand(20));
     } else {
@@ -314,7 +315,7 @@ test("table-set - random upserts, deletes and appends agree with a plain map, ro
       assert.equal(s.count("fdb"), model.size, `count at step ${step}`);
       for (const [k, r] of model) assert.deepEqual(s.get("fdb", k), r, `row ${k} at step ${step}`);
       assert.equal(s.digest.toString(), StateDigest.of({ fdb: Array.from(model.values()) }).toString(), `digest at step ${step}`);
-      assert.deepEqual(norm({ upserts: s.full(), deletes: {} }), norm({ upserts: { fdb: Array.from(model.values()) }, deletes: {} }));
+      assert.deepEqual(norm({ upserts: s.full(), deletes: {} }), norm({ upserts: blocksOf({ fdb: Array.from(model.values()) }), deletes: {} }));
     }
   }
   assert.equal(s.get("fdb", "52:54:00:00:00:00|99"), undefined);
@@ -323,13 +324,13 @@ test("table-set - random upserts, deletes and appends agree with a plain map, ro
 test("table-set - a large appended table is indexed, emptied key by key, and refilled", () => {
   const s = new TableSet();
   const ct = generateVmState("vm-big", { conntrack: 20_000, seed: 9 }).tables.conntrack;
-  s.append({ upserts: { conntrack: ct } });
+  s.append({ upserts: blocksOf({ conntrack: ct } )});
   assert.equal(s.indexSome(Infinity), 0);
   for (let i = 0; i < ct.length; i += 2) assert.ok(s.apply({ upserts: {}, deletes: { conntrack: [keyOf("conntrack", ct[i])] } }));
   assert.equal(s.count("conntrack"), ct.length / 2);
   for (let i = 1; i < ct.length; i += 2) assert.deepEqual(s.get("conntrack", keyOf("conntrack", ct[i])), ct[i]);
   for (let i = 0; i < ct.length; i += 2) assert.equal(s.get("conntrack", keyOf("conntrack", ct[i])), undefined);
-  s.apply({ upserts: { conntrack: ct }, deletes: {} });
+  s.apply({ upserts: blocksOf({ conntrack: ct }), deletes: {} });
   assert.equal(s.count("conntrack"), ct.length);
   assert.equal(s.digest.toString(), StateDigest.of({ conntrack: ct }).toString());
   s.clear();

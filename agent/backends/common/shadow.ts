@@ -12,6 +12,7 @@
 import { BadRequestError } from "../../../protocol/errors.js";
 import { canonicalJson, StateDigest } from "../../../protocol/state/digest.js";
 import { emptyTables, type StateDelta, type Tables } from "../../../protocol/state/model.js";
+import { blocksOf, RowBlock, setBlock } from "../../../protocol/state/row-block.js";
 import { keyOf, TABLE_NAMES, TABLES, type TableName } from "../../../protocol/state/tables.js";
 import type { ReadResult } from "../backend.js";
 
@@ -191,7 +192,7 @@ export class Shadow {
     const tables = this.digest.tables();
     if (sinceGen === null) {
       this.startTracking();
-      return { vmId, baseGen: null, gen: this.gen, upserts: this.snapshot(), deletes: {}, digest, tables };
+      return { vmId, baseGen: null, gen: this.gen, upserts: blocksOf(this.snapshot()), deletes: {}, digest, tables };
     }
     return { ...this.since(vmId, sinceGen), digest, tables };
   }
@@ -208,7 +209,7 @@ export class Shadow {
     for (const t of TABLE_NAMES) {
       const ups: Row[] = [];
       for (const e of this.rows.get(t)!.values()) if (e.gen > sinceGen) ups.push(e.row);
-      if (ups.length) (delta.upserts as Record<string, Row[]>)[t] = ups;
+      if (ups.length) setBlock(delta.upserts, RowBlock.of(t, ups));
       const dels: string[] = [];
       for (const [key, g] of this.tombstones.get(t)!) if (g > sinceGen) dels.push(key);
       if (dels.length) delta.deletes[t] = dels;

@@ -8,12 +8,13 @@
  */
 import { mkdir, readdir, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { encodeBlock, decodeBlock } from "../../../protocol/codec/columnar.js";
+import { encodeBlock, decodeColumns } from "../../../protocol/codec/columnar.js";
 import { pack, unpack } from "../../../protocol/codec/packr.js";
 import { BadRequestError, InvalidStateError, NotStagedError } from "../../../protocol/errors.js";
 import { canonicalJson, StateDigest } from "../../../protocol/state/digest.js";
 import { emptyTables, tableCounts, type StateDelta, type Tables } from "../../../protocol/state/model.js";
 import { keyOf, TABLE_NAMES, TABLES, type TableName } from "../../../protocol/state/tables.js";
+import { RowBlock, setBlock } from "../../../protocol/state/row-block.js";
 import type { StagedSummary } from "../backend.js";
 
 type Row = Record<string, unknown>;
@@ -63,7 +64,7 @@ export class StagingArea {
     for (const t of TABLE_NAMES) {
       for (const [key, row] of this.removals(delta, t)) this.del(t, key, row);
       const cur = this.tables.get(t)!;
-      for (const row of (delta.upserts[t] ?? []) as unknown as Row[]) {
+      for (const row of (delta.upserts[t] ?? []) as Iterable<Row>) {
         const key = keyOf(t, row);
         const old = cur.get(key);
         if (old && sameRow(t, old, row)) continue;
@@ -145,8 +146,8 @@ export class StagingArea {
       const area = new StagingArea(raw.vmId, raw.stagingId);
       const delta: StateDelta = { vmId: raw.vmId, baseGen: null, gen: Number(raw.gen), upserts: {}, deletes: {} };
       for (const b of raw.blocks) {
-        const { table, rows } = decodeBlock(b, file);
-        (delta.upserts as Record<string, Row[]>)[table] = rows;
+        const block = decodeColumns(b, file);
+        setBlock(delta.upserts, block);
       }
       area.apply(delta);
       area.sealed = raw.sealed === true;

@@ -19,7 +19,7 @@ import type { Backend, Change, ReadResult, RemapContext, StagedSummary, VmSummar
 import { startChurn, type ChurnOptions } from "./churn.js";
 import { LocalIds } from "./local-ids.js";
 import { ensureDir, listSets, SetFile } from "./store.js";
-import { ROW_CODE } from "../../../protocol/state/row-code.js";
+import { RowBlock } from "../../../protocol/state/row-block.js";
 import { TableSet } from "../../../protocol/state/table-set.js";
 
 export interface MemoryBackendOptions {
@@ -171,10 +171,35 @@ export class MemoryBackend implements Backend {
     return out;
   }
 
-  /** Fills a port row's host-local fields with this host's ids. */
-  private localizePort(row: Row): Row {
-    const ids = this.ids.assign(row.ifaceId as string);
-    return row.name === ids.name && row.ofport === ids.ofport && row.ctZone === ids.ctZone ? row : { ...row, ...ids };
+  /** The change with its port rows' host-local fields filled with this host's ids. */
+  private localizePorts(change: Change): Change {
+    const ports = change.upserts.ports;
+    if (!ports) return { upserts: { ...change.upserts }, deletes: change.deletes };
+    const rows = ports.rows().map((row) => ({ ...row, ...this.ids.assign(row.ifaceId) }));
+    return { upserts: { ...change.upserts, ports: RowBlock.of("ports", rows) }, deletes: change.deletes };
+  }
+
+  /**
+   * Conntrack rows with the source's zones (its port zones, by ifaceId)
+   * replaced by this host's zones for the same ports: one pass over the zone
+   * column, which is copied only if some zone changes.
+   */
+  private remapZones(block: RowBlock<"conntrack">, srcPortZones: Record<string, number>): RowBlock<"conntrack"> {
+    const zoneToIface = new Map<number, string>();
+    for (const [iface, z] of Object.entries(srcPortZones)) zoneToIface.set(z, iface);
+    const mapped = new Map<number, number>();
+    const zones = block.column("zone") as Uint16Array;
+    let out: Uint16Array | null = null;
+    for (let i = 0; i < block.length; i++) {
+      const z = zones[i]!;
+      let to = mapped.get(z);
+      if (to === undefined) {
+        const iface = zoneToIface.get(z);
+        mapped.set(z, (to = iface === undefined ? z : this.ids.assign(iface).ctZone));
+      }
+      if (to !== z) (out ??= zones.slice(0, block.length))[i] = to;
+    }
+    return out ? block.withColumn("zone", out) : block;
   }
 
   private writeSync(vmId: string, change: Change, create: boolean): number {
@@ -186,7 +211,7 @@ export class MemoryBackend implements Backend {
       l.file?.snapshot(l.set, { frozen: false, sealed: false });
     }
     if (l.frozen) throw new VmMigratingError(`VM ${vmId} is migrating: its network state is frozen and cannot be changed`, { vmId });
-    const stored = mapChange(change, (t, row) => (t === "ports" ? this.localizePort(row) : row));
+    const stored = this.localizePorts(change);
     const gen = l.set.apply(stored);
     l.file?.append(l.set, stored);
     return gen;
@@ -219,23 +244,8 @@ export class MemoryBackend implements Backend {
       this.stagedAreas.set(key, s);
     }
     // Remap host-local ids now, so activation only flips a switch.
-    const zoneToIface = new Map<number, string>();
-    for (const [iface, z] of Object.entries(remap.srcPortZones)) zoneToIface.set(z, iface);
-    const stored = mapChange({ upserts: delta.upserts, deletes: delta.deletes }, (t, row) => {
-      if (t === "ports") return this.localizePort(row);
-      if (t === "conntrack") {
-        const iface = zoneToIface.get(row.zone as number);
-        if (iface !== undefined) {
-          const zone = this.ids.assign(iface).ctZone;
-          if (zone !== row.zone) {
-            const copy = ROW_CODE.conntrack.clone(row);
-            copy.zone = zone;
-            return copy;
-          }
-        }
-      }
-      return row;
-    });
+    const stored = this.localizePorts(delta);
+    if (stored.upserts.conntrack) stored.upserts.conntrack = this.remapZones(stored.upserts.conntrack, remap.srcPortZones);
     if (delta.baseGen !== null) {
       await this.indexed(s.set);
       if (this.stagedAreas.get(key) !== s) throw new BadRequestError(`staging area ${stagingId} of VM ${vmId} was discarded`, { vmId });
@@ -349,15 +359,6 @@ export class MemoryBackend implements Backend {
   rowsOf(vmId: string, table: TableName): Row[] {
     return Array.from(this.getLive(vmId).set.rows(table));
   }
-}
-
-/** The change as it is stored: rows passed through `map` (host-local ids filled in). */
-function mapChange(change: Change, map: (table: TableName, row: Row) => Row): Change {
-  const upserts: Change["upserts"] = {};
-  for (const [t, rows] of Object.entries(change.upserts) as unknown as [TableName, Row[]][]) {
-    (upserts as Record<string, Row[]>)[t] = rows.map((r) => map(t, r));
-  }
-  return { upserts, deletes: change.deletes };
 }
 
 function stageKey(vmId: string, stagingId: string): string {

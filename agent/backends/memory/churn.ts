@@ -9,6 +9,7 @@ import { keyOf } from "../../../protocol/state/tables.js";
 import { VmMigratingError } from "../../../protocol/errors.js";
 import type { Change } from "../backend.js";
 import type { TableSet } from "../../../protocol/state/table-set.js";
+import { RowBlock } from "../../../protocol/state/row-block.js";
 
 export interface ChurnOptions {
   /** Changed rows per second, per VM. */
@@ -24,9 +25,9 @@ const TCP_STATES = ["ESTABLISHED", "ESTABLISHED", "ESTABLISHED", "FIN_WAIT", "TI
 let serial = 0;
 
 /**
- * Walks a table's rows across ticks with one persistent iterator (Map
- * iterators survive changes to the map), so a tick costs O(rows picked),
- * never a copy of the table.
+ * Walks a table's rows across ticks with one persistent iterator (it walks
+ * positions, so it survives changes to the table), so a tick costs O(rows
+ * picked), never a copy of the table.
  */
 export class KeySample {
   private it: Iterator<Record<string, unknown>> | null = null;
@@ -49,7 +50,8 @@ export class KeySample {
 
 /** Builds one tick's change for a VM: about `n` rows updated, replaced or relearned. */
 export function churnChange(set: TableSet, n: number, ctKeys: KeySample, fdbKeys: KeySample): Change {
-  const change: Change = { upserts: { conntrack: [] }, deletes: { conntrack: [] } };
+  const ups: ConntrackRow[] = [];
+  const dels: string[] = [];
   const seen = new Set<string>();
   for (const r of ctKeys.pick(set, "conntrack", n)) {
     const row = r as unknown as ConntrackRow;
@@ -64,17 +66,18 @@ export function churnChange(set: TableSet, n: number, ctKeys: KeySample, fdbKeys
       const nextKey = keyOf("conntrack", next);
       if (seen.has(nextKey) || set.get("conntrack", nextKey)) continue;
       seen.add(nextKey);
-      change.deletes.conntrack!.push(key);
-      change.upserts.conntrack!.push(next);
+      dels.push(key);
+      ups.push(next);
     } else {
-      change.upserts.conntrack!.push({ ...row, timeoutSec: Math.max(1, row.timeoutSec - 1), state: row.proto === 6 ? TCP_STATES[serial % TCP_STATES.length]! : row.state });
+      ups.push({ ...row, timeoutSec: Math.max(1, row.timeoutSec - 1), state: row.proto === 6 ? TCP_STATES[serial % TCP_STATES.length]! : row.state });
     }
   }
+  const change: Change = { upserts: { conntrack: RowBlock.of("conntrack", ups) }, deletes: { conntrack: dels } };
   const fdbN = Math.floor(n / 20);
   if (fdbN > 0 && set.count("fdb") > 0) {
     const rows = fdbKeys.pick(set, "fdb", fdbN) as unknown as FdbRow[];
     const uniq = new Map(rows.map((r) => [keyOf("fdb", r), { ...r, ageSec: 0 }]));
-    change.upserts.fdb = Array.from(uniq.values());
+    change.upserts.fdb = RowBlock.of("fdb", Array.from(uniq.values()));
   }
   return change;
 }

@@ -14,9 +14,9 @@
 import { closeSync, existsSync, fstatSync, mkdirSync, openSync, readFileSync, readdirSync, renameSync, rmSync, statSync, writeSync, writeFileSync } from "node:fs";
 import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { decodeBlock, encodeBlock } from "../../../protocol/codec/columnar.js";
+import { decodeBlocks, encodeColumns } from "../../../protocol/codec/columnar.js";
 import { pack, unpack } from "../../../protocol/codec/packr.js";
-import { TABLE_NAMES, type TableName } from "../../../protocol/state/tables.js";
+import { TABLE_NAMES } from "../../../protocol/state/tables.js";
 import type { Change } from "../backend.js";
 import { TableSet } from "../../../protocol/state/table-set.js";
 
@@ -30,26 +30,21 @@ const MAX_FILE_BYTES = 4 * 1024 * 1024 * 1024;
 function encodeChange(change: Change): { u: unknown[]; d: Change["deletes"] } {
   const u: unknown[] = [];
   for (const t of TABLE_NAMES) {
-    const rows = change.upserts[t];
-    if (rows && rows.length) u.push(encodeBlock(t, rows));
+    const block = change.upserts[t];
+    if (block?.length) u.push(encodeColumns(block));
   }
   return { u, d: change.deletes };
 }
 
 function decodeChange(rec: { u?: unknown; d?: unknown }): Change {
-  const change: Change = { upserts: {}, deletes: (rec.d ?? {}) as Change["deletes"] };
-  for (const b of (rec.u ?? []) as unknown[]) {
-    const { table, rows } = decodeBlock(b, "journal");
-    (change.upserts as Record<string, unknown[]>)[table] = rows;
-  }
-  return change;
+  return { upserts: decodeBlocks((rec.u ?? []) as unknown[], "journal"), deletes: (rec.d ?? {}) as Change["deletes"] };
 }
 
 /**
  * One persisted table set (a live VM or a staging area) in a directory.
  *
- * Compaction never blocks for long: it cuts at the current generation (rows
- * are immutable, so a copy of the row references is a consistent view),
+ * Compaction never blocks for long: it cuts at the current generation (a
+ * copy of the columns, `TableSet.full()`, is a consistent view),
  * rotates the journal to `<name>.journal.next` so writes go on, encodes the
  * snapshot in slices between event-loop turns, and then renames: snapshot
  * first, journal second. A crash at any point replays to the same state:
@@ -80,7 +75,7 @@ export class SetFile {
 
   /** Writes a full snapshot at once (new, small or shutting-down sets) and starts an empty journal. */
   snapshot(set: TableSet, meta: SetMeta): void {
-    const blocks = TABLE_NAMES.filter((t) => set.count(t) > 0).map((t) => encodeBlock(t, Array.from(set.rows(t))));
+    const blocks = Object.values(set.full()).map((b) => encodeColumns(b));
     const data = pack({ gen: set.gen, frozen: meta.frozen, sealed: meta.sealed, blocks });
     const tmp = `${this.snapPath}.tmp`;
     writeFileSync(tmp, data);
@@ -105,14 +100,14 @@ export class SetFile {
   compact(set: TableSet, meta: SetMeta, sliceRows = 4096): Promise<void> {
     if (this.compacting) return this.compacting;
     const gen = set.gen;
-    const cut = TABLE_NAMES.map((t) => [t, Array.from(set.rows(t))] as const).filter(([, rows]) => rows.length > 0);
+    const cut = Object.values(set.full());
     this.closeJournal();
     writeFileSync(this.nextJournalPath, new Uint8Array(0));
     const run = (async () => {
       const blocks: unknown[] = [];
-      for (const [t, rows] of cut) {
-        for (let i = 0; i < rows.length; i += sliceRows) {
-          blocks.push(encodeBlock(t, rows.slice(i, i + sliceRows)));
+      for (const block of cut) {
+        for (let i = 0; i < block.length; i += sliceRows) {
+          blocks.push(encodeColumns(block.slice(i, i + sliceRows)));
           await new Promise((r) => setImmediate(r));
         }
       }
@@ -169,13 +164,7 @@ export class SetFile {
     const snapData = readFileSync(this.snapPath);
     this.snapBytes = snapData.byteLength;
     const snap = unpack(snapData, MAX_FILE_BYTES) as { gen: number; frozen: boolean; sealed: boolean; blocks: unknown[] };
-    const base: Change = { upserts: {}, deletes: {} };
-    for (const b of snap.blocks) {
-      const { table, rows } = decodeBlock(b, `${this.name}.snap`);
-      const list = ((base.upserts as Record<TableName, unknown[]>)[table] ??= []);
-      for (const r of rows) list.push(r);
-    }
-    set.append(base);
+    set.append({ upserts: decodeBlocks(snap.blocks, `${this.name}.snap`) });
     set.gen = snap.gen;
     meta.frozen = snap.frozen;
     meta.sealed = snap.sealed;

@@ -15,6 +15,7 @@ import { join } from "node:path";
 import type { Backend, Change, ReadResult, RemapContext, StagedSummary, VmSummary } from "../backend.js";
 import { BackendError, NotStagedError, UnknownVmError, VmMigratingError } from "../../../protocol/errors.js";
 import { emptyTables, tableCounts, type StateDelta, type Tables } from "../../../protocol/state/model.js";
+import { RowBlock } from "../../../protocol/state/row-block.js";
 import { keyOf, TABLE_NAMES, type AclRow, type ConntrackRow, type FdbRow, type MirrorRow, type PortRow, type QosRow, type TableName } from "../../../protocol/state/tables.js";
 import { HostExec } from "../common/command.js";
 import { Shadow } from "../common/shadow.js";
@@ -354,8 +355,8 @@ export class OvsBackend implements Backend {
       await writeFile(this.metaFile(vmId, stagingId), JSON.stringify({ zones }));
       const remapper = new ZoneRemapper(remap.srcPortZones, (id) => zones[id] ?? 0);
       const upserts = { ...delta.upserts };
-      if (upserts.ports) upserts.ports = upserts.ports.map((p) => ({ ...p, ofport: 0, ctZone: zones[p.ifaceId] ?? 0 }));
-      if (upserts.conntrack) upserts.conntrack = remapper.remap(upserts.conntrack, vmId);
+      if (upserts.ports) upserts.ports = RowBlock.of("ports", upserts.ports.rows().map((p) => ({ ...p, ofport: 0, ctZone: zones[p.ifaceId] ?? 0 })));
+      if (upserts.conntrack) upserts.conntrack = RowBlock.of("conntrack", remapper.remap(upserts.conntrack.rows(), vmId));
       await stageWithConntrack(this.ct, area, { ...delta, upserts }, `stage VM ${vmId}`);
     });
   }
@@ -498,7 +499,7 @@ export function applyChange(cur: Tables, change: Change): Tables {
   for (const t of TABLE_NAMES) {
     const m = new Map<string, unknown>(((cur[t] ?? []) as unknown[]).map((r) => [keyOf(t, r), r]));
     for (const k of change.deletes[t] ?? []) m.delete(k);
-    for (const r of (change.upserts[t] ?? []) as unknown[]) m.set(keyOf(t, r), r);
+    for (const r of (change.upserts[t] ?? []) as Iterable<unknown>) m.set(keyOf(t, r), r);
     (out as Record<TableName, unknown[]>)[t] = [...m.values()];
   }
   return out;
