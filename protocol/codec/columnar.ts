@@ -39,11 +39,9 @@ interface RawStrColumn {
   s: string[];
 }
 
-/** Rows sampled to decide how a string column is encoded. */
-const SAMPLE_ROWS = 512;
 /** Smaller blocks are always interned (it costs next to nothing). */
-const MIN_SAMPLE_ROWS = 64;
-/** Above this share of distinct values in the sample, strings go uninterned. */
+const MIN_INTERN_CHECK_ROWS = 64;
+/** Above this share of distinct values, strings go uninterned. */
 const MAX_DISTINCT_SHARE = 0.25;
 
 const WIDTH: Record<string, number> = { u8: 1, bool: 1, u16: 2, u32: 4, f64: 8 };
@@ -52,30 +50,46 @@ function bytesOf(a: ArrayBufferView): Uint8Array {
   return new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
 }
 
-/** A str or json column as it goes on the wire: an interned or plain string column, or a plain array. */
-function finishColumn(spec: FieldSpec, col: { [i: number]: unknown }, n: number): unknown {
-  const all = col as unknown[];
-  const values = (all.length === n ? all : all.slice(0, n)) as string[];
-  if (spec.type === "json") return values;
+/**
+ * A str column as it goes on the wire, from ids into `dict`: the strings it
+ * uses, interned (`{d, i}`), or plain (`{s}`) when most are distinct. The ids
+ * used are compacted into a dictionary of this column's own, so a block cut
+ * from a large table carries only its own strings.
+ */
+function strColumn(ids: Uint32Array, dict: readonly string[], n: number): StrColumn | RawStrColumn {
+  const local: string[] = [];
+  const idx = new Uint32Array(n);
+  if (dict.length <= 8 * n + 1024) {
+    const seen = new Int32Array(dict.length).fill(-1);
+    for (let i = 0; i < n; i++) {
+      const id = ids[i]!;
+      let k = seen[id]!;
+      if (k < 0) {
+        seen[id] = k = local.length;
+        local.push(dict[id]!);
+      }
+      idx[i] = k;
+    }
+  } else {
+    const seen = new Map<number, number>();
+    for (let i = 0; i < n; i++) {
+      const id = ids[i]!;
+      let k = seen.get(id);
+      if (k === undefined) {
+        seen.set(id, (k = local.length));
+        local.push(dict[id]!);
+      }
+      idx[i] = k;
+    }
+  }
   // Interning pays off for repeated values (states, a VM's own addresses);
   // a column of mostly distinct values (peer addresses) goes as plain strings.
-  const sample = Math.min(n, SAMPLE_ROWS);
-  if (sample >= MIN_SAMPLE_ROWS && new Set(values.slice(0, sample)).size > sample * MAX_DISTINCT_SHARE) return { s: values } satisfies RawStrColumn;
-  const dict: string[] = [];
-  const index = new Map<string, number>();
-  const idx = new Uint32Array(n);
-  for (let i = 0; i < n; i++) {
-    const s = values[i]!;
-    let k = index.get(s);
-    if (k === undefined) {
-      k = dict.length;
-      index.set(s, k);
-      dict.push(s);
-    }
-    idx[i] = k;
+  if (n >= MIN_INTERN_CHECK_ROWS && local.length > n * MAX_DISTINCT_SHARE) {
+    const values = new Array<string>(n);
+    for (let i = 0; i < n; i++) values[i] = local[idx[i]!]!;
+    return { s: values };
   }
-  const out: StrColumn = { d: dict, i: dict.length <= 0xffff ? bytesOf(Uint16Array.from(idx)) : bytesOf(idx) };
-  return out;
+  return { d: local, i: local.length <= 0xffff ? bytesOf(Uint16Array.from(idx)) : bytesOf(idx) };
 }
 
 /** Encodes a block of rows (already valid) for the wire. */
@@ -87,11 +101,13 @@ export function encodeColumns(block: RowBlock): ColumnBlock {
     n,
     c: fields.map((fl, k) => {
       const col = block.cols[k]!;
-      if (WIDTH[fl.type] !== undefined) {
-        const a = col as Uint8Array | Uint16Array | Uint32Array | Float64Array;
-        return bytesOf(a.length === n ? a : a.subarray(0, n));
+      if (fl.type === "json") {
+        const a = col as unknown[];
+        return a.length === n ? a : a.slice(0, n);
       }
-      return finishColumn(fl, col, n);
+      const a = col as Uint8Array | Uint16Array | Uint32Array | Float64Array;
+      const exact = a.length === n ? a : a.subarray(0, n);
+      return fl.type === "str" ? strColumn(exact as Uint32Array, block.dicts[k]!, n) : bytesOf(exact);
     }),
   };
 }
@@ -183,15 +199,22 @@ export function decodeColumns(raw: unknown, where = "block"): RowBlock {
   if (typeof n !== "number" || !Number.isInteger(n) || n < 0 || n > MAX_BLOCK_ROWS) bad(where, `row count must be an integer from 0 to ${MAX_BLOCK_ROWS}`);
   const spec = TABLES[table];
   if (!Array.isArray(b.c) || b.c.length !== spec.fields.length) bad(where, `${table} block must have ${spec.fields.length} columns`);
+  const dicts: (readonly string[] | null)[] = [];
   const cols = spec.fields.map((fl, k) => {
     const { col, dict } = checkColumn(fl, (b.c as unknown[])[k], n as number, `${where}(${table})`);
-    if (dict === null) return col as { [i: number]: unknown };
-    const idx = col as Uint16Array | Uint32Array;
-    const values = new Array<string>(n as number);
-    for (let i = 0; i < (n as number); i++) values[i] = dict[idx[i]!]!;
-    return values;
+    dicts.push(null);
+    if (fl.type !== "str") return col as { [i: number]: unknown };
+    if (dict === null) {
+      // Plain strings: the column is its own dictionary.
+      dicts[k] = col as string[];
+      const ids = new Uint32Array(n as number);
+      for (let i = 0; i < ids.length; i++) ids[i] = i;
+      return ids;
+    }
+    dicts[k] = dict;
+    return col instanceof Uint32Array ? col : Uint32Array.from(col as Uint16Array);
   });
-  return new RowBlock(table, n as number, cols);
+  return new RowBlock(table, n as number, cols, dicts);
 }
 
 /** Decodes and validates a list of blocks (`where` names it in errors), joining those of one table in order. */

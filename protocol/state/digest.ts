@@ -12,7 +12,7 @@
  * defence against a forger: NATS credentials keep forgers off the bus.
  */
 import { TABLE_NAMES, type TableName } from "./tables.js";
-import { compileHashes, type Columns } from "./row-code.js";
+import { compileHashes, type Columns, type Dicts } from "./row-code.js";
 
 /** Canonical JSON: object keys sorted, so equal values give equal strings. */
 export function canonicalJson(v: unknown): string {
@@ -76,13 +76,13 @@ export class StateDigest {
   }
 
   /** Adds the rows at positions [from, to) of a table's columns. */
-  addColumns(table: TableName, cols: Columns, from: number, to: number): void {
+  addColumns(table: TableName, cols: Columns, dicts: Dicts, from: number, to: number): void {
     const hash = HASH[table].column;
     const s = this.sums.get(table)!;
     let a = s.a;
     let b = s.b;
     for (let i = from; i < to; i++) {
-      hash(cols, i, scratch);
+      hash(cols, dicts, i, scratch);
       a = (a + scratch[0]!) >>> 0;
       b = (b + scratch[1]!) >>> 0;
     }
@@ -92,8 +92,8 @@ export class StateDigest {
   }
 
   /** Removes the row at position `i` of a table's columns. */
-  removeAt(table: TableName, cols: Columns, i: number): void {
-    HASH[table].column(cols, i, scratch);
+  removeAt(table: TableName, cols: Columns, dicts: Dicts, i: number): void {
+    HASH[table].column(cols, dicts, i, scratch);
     this.sum(table, -1);
   }
 

@@ -1,120 +1,186 @@
 /**
  * Rows of one table as columns: the form in which rows travel through netmig
  * (deltas, chunks, journals) and are stored (`TableSet`). One typed array
- * per numeric field, a plain array per string or json field (see `Columns`
- * in row-code.ts), `length` rows long. Row objects are built only where a
- * caller asks for them (`row`, `rows`, iteration): a block of a million
- * conntrack entries is a few dozen arrays, not a million objects.
+ * per numeric field; per str field, a Uint32Array of ids into a dictionary
+ * of strings; per json field, a plain array (see `Columns` in row-code.ts).
+ * Row objects are built only where a caller asks for them (`row`, `rows`,
+ * iteration): a block of a million conntrack entries is a few dozen arrays
+ * and its distinct strings, not a million objects.
  *
- * A block is immutable by convention: `slice` shares its arrays, so nobody
- * writes into a block's columns after building it.
+ * A block is immutable by convention: `slice` shares its arrays, and blocks
+ * read from a `TableSet` share its dictionaries (which only ever grow).
  */
-import { ROW_CODE, type Columns } from "./row-code.js";
+import { ROW_CODE, type Columns, type Dicts } from "./row-code.js";
 import { TABLES, type FieldType, type RowTypes, type TableName } from "./tables.js";
 
 type Row = Record<string, unknown>;
-type NumericColumn = Uint8Array | Uint16Array | Uint32Array | Float64Array;
+type TypedColumn = Uint8Array | Uint16Array | Uint32Array | Float64Array;
 
-/** The typed array holding each numeric field type (u8 and bool share one). */
-export const NUMERIC_COLUMN: Partial<Record<FieldType, { new (n: number): NumericColumn }>> = {
-  u8: Uint8Array, bool: Uint8Array, u16: Uint16Array, u32: Uint32Array, f64: Float64Array,
+/** The typed array holding each field type's column (str: ids into a dictionary). */
+export const TYPED_COLUMN: Partial<Record<FieldType, { new (n: number): TypedColumn }>> = {
+  u8: Uint8Array, bool: Uint8Array, u16: Uint16Array, u32: Uint32Array, f64: Float64Array, str: Uint32Array,
 };
 
-/** Empty columns with room for `n` rows (plain arrays start empty and grow). */
+/** Empty columns with room for `n` rows (json columns start empty and grow). */
 export function allocateColumns(table: TableName, n: number): Columns {
   return TABLES[table].fields.map((f) => {
-    const T = NUMERIC_COLUMN[f.type];
+    const T = TYPED_COLUMN[f.type];
     return T ? new T(n) : [];
   });
 }
 
-export class RowBlock<T extends TableName = TableName> implements Iterable<RowTypes[T]> {
-  constructor(readonly table: T, readonly length: number, readonly cols: Columns) {}
+/** The indices of a table's str fields (those with dictionaries). */
+export function strFields(table: TableName): number[] {
+  return TABLES[table].fields.flatMap((f, k) => (f.type === "str" ? [k] : []));
+}
 
-  /** A block holding copies of these rows' fields (rows must be valid for the table). */
+export class RowBlock<T extends TableName = TableName> implements Iterable<RowTypes[T]> {
+  constructor(readonly table: T, readonly length: number, readonly cols: Columns, readonly dicts: Dicts) {}
+
+  /** A block holding these rows' fields (rows must be valid for the table), each str field with its own dictionary. */
   static of<T extends TableName>(table: T, rows: readonly unknown[]): RowBlock<T> {
     const cols = allocateColumns(table, rows.length);
+    const dicts = TABLES[table].fields.map((f) => (f.type === "str" ? ([] as string[]) : null));
+    const index = dicts.map((d) => (d ? new Map<string, number>() : null));
+    const intern = (k: number, s: string): number => {
+      const m = index[k]!;
+      let id = m.get(s);
+      if (id === undefined) {
+        id = dicts[k]!.length;
+        dicts[k]!.push(s);
+        m.set(s, id);
+      }
+      return id;
+    };
     const write = ROW_CODE[table].write;
-    for (let i = 0; i < rows.length; i++) write(cols, i, rows[i] as Row);
-    return new RowBlock(table, rows.length, cols);
-  }
-
-  static empty<T extends TableName>(table: T): RowBlock<T> {
-    return new RowBlock(table, 0, allocateColumns(table, 0));
+    for (let i = 0; i < rows.length; i++) write(cols, i, rows[i] as Row, intern);
+    return new RowBlock(table, rows.length, cols, dicts);
   }
 
   /** The row at position i, as a new object. */
   row(i: number): RowTypes[T] {
-    return ROW_CODE[this.table].readAt(this.cols, i) as unknown as RowTypes[T];
+    return ROW_CODE[this.table].readAt(this.cols, this.dicts, i) as unknown as RowTypes[T];
   }
 
   keyAt(i: number): string {
-    return ROW_CODE[this.table].keyAt(this.cols, i);
+    return ROW_CODE[this.table].keyAt(this.cols, this.dicts, i);
   }
 
   /** Every row, as new objects. */
   rows(): RowTypes[T][] {
     const read = ROW_CODE[this.table].readAt;
     const out = new Array<RowTypes[T]>(this.length);
-    for (let i = 0; i < this.length; i++) out[i] = read(this.cols, i) as unknown as RowTypes[T];
+    for (let i = 0; i < this.length; i++) out[i] = read(this.cols, this.dicts, i) as unknown as RowTypes[T];
     return out;
   }
 
   *[Symbol.iterator](): Iterator<RowTypes[T]> {
     const read = ROW_CODE[this.table].readAt;
-    for (let i = 0; i < this.length; i++) yield read(this.cols, i) as unknown as RowTypes[T];
+    for (let i = 0; i < this.length; i++) yield read(this.cols, this.dicts, i) as unknown as RowTypes[T];
   }
 
-  /** Rows [from, to), sharing this block's arrays where they are typed. */
+  /** Rows [from, to), sharing this block's arrays. */
   slice(from: number, to: number): RowBlock<T> {
     const a = Math.max(0, Math.min(from, this.length));
     const b = Math.max(a, Math.min(to, this.length));
     if (a === 0 && b === this.length) return this;
-    const cols = this.cols.map((c) => (Array.isArray(c) ? c.slice(a, b) : (c as NumericColumn).subarray(a, b)));
-    return new RowBlock(this.table, b - a, cols);
+    const cols = this.cols.map((c) => (Array.isArray(c) ? c.slice(a, b) : (c as TypedColumn).subarray(a, b)));
+    return new RowBlock(this.table, b - a, cols, this.dicts);
   }
 
-  /** This block with field `name`'s column replaced (same length). */
-  withColumn(name: string, column: { [i: number]: unknown }): RowBlock<T> {
-    const k = TABLES[this.table].fields.findIndex((f) => f.name === name);
-    if (k < 0) throw new Error(`table ${this.table} has no field ${name}`);
+  /** This block with a numeric field's column replaced (same length). */
+  withColumn(name: string, column: TypedColumn): RowBlock<T> {
+    const k = fieldIndex(this.table, name);
     const cols = this.cols.slice();
     cols[k] = column;
-    return new RowBlock(this.table, this.length, cols);
+    return new RowBlock(this.table, this.length, cols, this.dicts);
   }
 
-  /** One block holding the rows of several blocks of one table, in order. */
+  /** The column of a numeric field. */
+  column(name: string): TypedColumn {
+    return this.cols[fieldIndex(this.table, name)] as TypedColumn;
+  }
+
+  /** The strings of a str field, one per row (they point into the dictionary: no string is copied). */
+  strings(k: number): string[] {
+    const ids = this.cols[k] as Uint32Array;
+    const dict = this.dicts[k]!;
+    const out = new Array<string>(this.length);
+    for (let i = 0; i < this.length; i++) out[i] = dict[ids[i]!]!;
+    return out;
+  }
+
+  /** One block holding the rows of several blocks of one table, in order (dictionaries merged). */
   static concat<T extends TableName>(table: T, blocks: readonly RowBlock<T>[]): RowBlock<T> {
     if (blocks.length === 1) return blocks[0]!;
     let n = 0;
     for (const b of blocks) n += b.length;
-    const cols = TABLES[table].fields.map((f, k) => {
-      const T = NUMERIC_COLUMN[f.type];
-      if (T) {
-        const out = new T(n);
-        let at = 0;
-        for (const b of blocks) {
-          const c = b.cols[k] as NumericColumn;
-          out.set(c.length === b.length ? c : c.subarray(0, b.length), at);
-          at += b.length;
-        }
+    const fields = TABLES[table].fields;
+    const dicts = fields.map((f) => (f.type === "str" ? ([] as string[]) : null));
+    const cols = fields.map((f, k) => {
+      if (f.type === "json") {
+        const out: unknown[] = [];
+        for (const b of blocks) for (let i = 0; i < b.length; i++) out.push((b.cols[k] as unknown[])[i]);
         return out;
       }
-      const out: unknown[] = [];
+      const out = new TYPED_COLUMN[f.type]!(n);
+      let at = 0;
+      const pool = f.type === "str" ? new StringPool(dicts[k] as string[]) : null;
       for (const b of blocks) {
-        const c = b.cols[k] as unknown[];
-        for (let i = 0; i < b.length; i++) out.push(c[i]);
+        const c = b.cols[k] as TypedColumn;
+        if (pool) {
+          const tr = pool.translator(b.dicts[k]!);
+          for (let i = 0; i < b.length; i++) out[at + i] = tr(c[i]!);
+        } else {
+          out.set(c.length === b.length ? c : c.subarray(0, b.length), at);
+        }
+        at += b.length;
       }
       return out;
     });
-    return new RowBlock(table, n, cols);
+    return new RowBlock(table, n, cols, dicts);
+  }
+}
+
+function fieldIndex(table: TableName, name: string): number {
+  const k = TABLES[table].fields.findIndex((f) => f.name === name);
+  if (k < 0) throw new Error(`table ${table} has no field ${name}`);
+  return k;
+}
+
+const NONE = 0xffffffff;
+
+/** Distinct strings with an id each, in an append-only array (blocks may share it). */
+export class StringPool {
+  private readonly index = new Map<string, number>();
+
+  constructor(readonly strings: string[] = []) {
+    for (let i = 0; i < strings.length; i++) if (!this.index.has(strings[i]!)) this.index.set(strings[i]!, i);
   }
 
-  /** The column of field `name`. */
-  column(name: string): { [i: number]: unknown } {
-    const k = TABLES[this.table].fields.findIndex((f) => f.name === name);
-    if (k < 0) throw new Error(`table ${this.table} has no field ${name}`);
-    return this.cols[k]!;
+  get size(): number {
+    return this.strings.length;
+  }
+
+  intern(s: string): number {
+    let id = this.index.get(s);
+    if (id === undefined) {
+      id = this.strings.length;
+      this.strings.push(s);
+      this.index.set(s, id);
+    }
+    return id;
+  }
+
+  /** Maps ids of another dictionary to ids here, interning each entry the first time it is met. */
+  translator(dict: readonly string[]): (id: number) => number {
+    if (dict === this.strings) return (id) => id;
+    const tr = new Uint32Array(dict.length).fill(NONE);
+    return (id) => {
+      let t = tr[id]!;
+      if (t === NONE) tr[id] = t = this.intern(dict[id]!);
+      return t;
+    };
   }
 }
 

@@ -16,31 +16,6 @@ import { TABLE_NAMES, TABLES, type FieldSpec, type TableName } from "./tables.js
 type Row = Record<string, unknown>;
 
 
-/** Copies every field of every row into its column (`outs[k]` for field k: a typed array or a plain array), in one pass over the rows. */
-export type ColumnReader = (rows: readonly Row[], outs: readonly { [i: number]: unknown }[]) => void;
-
-/** Builds `n` rows from prepared columns (see `RowBuilder` in columnar.ts for what each holds). */
-export type RowBuilder = (n: number, cols: readonly unknown[], dicts: readonly (readonly string[] | null)[]) => Row[];
-
-function compileReader(fields: readonly FieldSpec[]): ColumnReader {
-  const prep = fields.map((_, k) => `const o${k} = outs[${k}];`).join(" ");
-  const copy = fields.map((f, k) => (f.type === "bool" ? `o${k}[i] = r.${f.name} ? 1 : 0;` : `o${k}[i] = r.${f.name};`)).join(" ");
-  return new Function("rows", "outs", `"use strict"; ${prep}\nfor (let i = 0; i < rows.length; i++) { const r = rows[i]; ${copy} }`) as ColumnReader;
-}
-
-function compileBuilder(fields: readonly FieldSpec[]): RowBuilder {
-  const prep = fields.map((f, k) => `const c${k} = cols[${k}];${f.type === "str" ? ` const d${k} = dicts[${k}];` : ""}`).join("\n");
-  const props = fields.map((f, k) => {
-    switch (f.type) {
-      case "str": return `${f.name}: d${k} === null ? c${k}[i] : d${k}[c${k}[i]]`;
-      case "bool": return `${f.name}: c${k}[i] === 1`;
-      default: return `${f.name}: c${k}[i]`;
-    }
-  });
-  const body = `"use strict";\n${prep}\nconst rows = new Array(n);\nfor (let i = 0; i < n; i++) rows[i] = { ${props.join(", ")} };\nreturn rows;`;
-  return new Function("n", "cols", "dicts", body) as RowBuilder;
-}
-
 /**
  * Hashes a row's portable fields into two 32-bit lanes (see digest.ts),
  * writing them to `out[0]`, `out[1]`. Values are mixed in directly (no string
@@ -52,7 +27,7 @@ function compileBuilder(fields: readonly FieldSpec[]): RowBuilder {
 export type RowHash = (row: Row, out: Uint32Array) => void;
 
 /** The same hash over row `i` of a table's columns (see `Columns`): equal to `RowHash` of the row they hold. */
-export type ColumnHash = (cols: Columns, i: number, out: Uint32Array) => void;
+export type ColumnHash = (cols: Columns, dicts: Dicts, i: number, out: Uint32Array) => void;
 
 const MIX_A = 2654435761;
 const MIX_B = 1597334677;
@@ -92,16 +67,16 @@ function hashSource(table: TableName, value: (fl: FieldSpec, k: number) => strin
 
 function compileHash(table: TableName, canonicalJson: (v: unknown) => string): { row: RowHash; column: ColumnHash } {
   const fields = TABLES[table].fields;
-  const cols = fields.map((_, k) => `const c${k} = cols[${k}];`).join(" ");
+  const cols = columnLocals(fields);
   const body = `"use strict";
 const f64 = new Float64Array(1); const w32 = new Uint32Array(f64.buffer);
 return {
   row: function hash(row, out) {
   ${hashSource(table, (fl) => `row.${fl.name}`)}
   },
-  column: function hashAt(cols, i, out) {
+  column: function hashAt(cols, dicts, i, out) {
   ${cols}
-  ${hashSource(table, (_, k) => `c${k}[i]`)}
+  ${hashSource(table, (fl, k) => columnValue(fl, k))}
   },
 };`;
   return (new Function("json", body) as (json: (v: unknown) => string) => { row: RowHash; column: ColumnHash })(canonicalJson);
@@ -109,32 +84,46 @@ return {
 
 /**
  * A table's rows held as columns, one per field in field order: a typed
- * array for numeric fields (u8 and bool in a Uint8Array, u16, u32, f64 in
- * their own), a plain array for str and json fields. See table-set.ts.
+ * array for numeric fields (u8 and bool in a Uint8Array; u16, u32, f64 in
+ * their own), a Uint32Array of ids into that field's dictionary (`Dicts`)
+ * for str fields, a plain array for json fields. See row-block.ts.
  */
 export type Columns = { [i: number]: unknown }[];
+/** Per field, the strings a str column's ids point into (null for other fields). */
+export type Dicts = readonly (readonly string[] | null)[];
 
-/** Writes a row's fields into position `i` of the columns. */
-export type ColumnWrite = (cols: Columns, i: number, row: Row) => void;
+/** Writes a row's fields into position `i`; `intern(k, s)` gives the id of string s in field k's dictionary. */
+export type ColumnWrite = (cols: Columns, i: number, row: Row, intern: (k: number, s: string) => number) => void;
 /** Builds the row held at position `i` (one object literal: the table's one shape). */
-export type ColumnRead = (cols: Columns, i: number) => Row;
-/** Copies row `i` of columns `src` over row `j` of columns `dst` (the same table's). */
+export type ColumnRead = (cols: Columns, dicts: Dicts, i: number) => Row;
+/** Copies row `i` of `src` over row `j` of `dst`, ids as they are (both columns must share dictionaries). */
 export type ColumnCopy = (dst: Columns, j: number, src: Columns, i: number) => void;
 /** The key of the row at `i` (see TableSpec.keyFields). */
-export type ColumnKey = (cols: Columns, i: number) => string;
+export type ColumnKey = (cols: Columns, dicts: Dicts, i: number) => string;
+
+function columnLocals(fields: readonly FieldSpec[]): string {
+  return fields.map((f, k) => `const c${k} = cols[${k}];${f.type === "str" ? ` const d${k} = dicts[${k}];` : ""}`).join(" ");
+}
+
+/** The expression for field k's value at row i, over the locals of `columnLocals`. */
+function columnValue(f: FieldSpec, k: number): string {
+  return f.type === "str" ? `d${k}[c${k}[i]]` : f.type === "bool" ? `(c${k}[i] === 1)` : `c${k}[i]`;
+}
 
 function compileColumnCode(fields: readonly FieldSpec[], keyFields: readonly string[]): { write: ColumnWrite; readAt: ColumnRead; copy: ColumnCopy; keyAt: ColumnKey } {
-  const prep = fields.map((_, k) => `const c${k} = cols[${k}];`).join(" ");
-  const write = fields.map((f, k) => (f.type === "bool" ? `c${k}[i] = r.${f.name} ? 1 : 0;` : `c${k}[i] = r.${f.name};`)).join(" ");
-  const read = fields.map((f, k) => (f.type === "bool" ? `${f.name}: c${k}[i] === 1` : `${f.name}: c${k}[i]`)).join(", ");
+  const locals = columnLocals(fields);
+  const write = fields.map((f, k) => `cols[${k}][i] = ${f.type === "bool" ? `r.${f.name} ? 1 : 0` : f.type === "str" ? `intern(${k}, r.${f.name})` : `r.${f.name}`};`).join(" ");
+  const read = fields.map((f, k) => `${f.name}: ${columnValue(f, k)}`).join(", ");
   const copy = fields.map((_, k) => `dst[${k}][j] = src[${k}][i];`).join(" ");
-  const key = keyFields.map((name) => `\${c${fields.findIndex((f) => f.name === name)}[i]}`).join("|");
-  const fn = (args: string, body: string) => new Function(...args.split(","), `"use strict"; ${prep}\n${body}`);
+  const key = keyFields.map((name) => {
+    const k = fields.findIndex((f) => f.name === name);
+    return `\${${columnValue(fields[k]!, k)}}`;
+  }).join("|");
   return {
-    write: fn("cols,i,r", write) as ColumnWrite,
-    readAt: fn("cols,i", `return { ${read} };`) as ColumnRead,
+    write: new Function("cols", "i", "r", "intern", `"use strict"; ${write}`) as ColumnWrite,
+    readAt: new Function("cols", "dicts", "i", `"use strict"; ${locals}\nreturn { ${read} };`) as ColumnRead,
     copy: new Function("dst", "j", "src", "i", `"use strict"; ${copy}`) as ColumnCopy,
-    keyAt: fn("cols,i", `return \`${key}\`;`) as ColumnKey,
+    keyAt: new Function("cols", "dicts", "i", `"use strict"; ${locals}\nreturn \`${key}\`;`) as ColumnKey,
   };
 }
 
@@ -146,8 +135,6 @@ function compileClone(fields: readonly FieldSpec[]): RowClone {
 }
 
 export interface TableCode {
-  read: ColumnReader;
-  build: RowBuilder;
   clone: RowClone;
   write: ColumnWrite;
   readAt: ColumnRead;
@@ -157,8 +144,6 @@ export interface TableCode {
 
 export const ROW_CODE = Object.fromEntries(
   TABLE_NAMES.map((t) => [t, {
-    read: compileReader(TABLES[t].fields),
-    build: compileBuilder(TABLES[t].fields),
     clone: compileClone(TABLES[t].fields),
     ...compileColumnCode(TABLES[t].fields, TABLES[t].keyFields),
   }]),

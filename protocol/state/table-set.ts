@@ -4,10 +4,12 @@
  * deltas — a change log of (generation, table, key) for dirty tracking.
  *
  * Each table is held as columns (struct of arrays: a typed array per
- * numeric field, a plain array per string or json field, see `Columns` in
- * row-code.ts), not as one object per row: a million conntrack entries are a
- * few dozen arrays for the garbage collector, not a million objects, and a
- * block of received columns is appended by copying arrays. Rows handed out
+ * numeric field, ids into the table's string pool per str field, a plain
+ * array per json field, see `Columns` in row-code.ts), not as one object per
+ * row: a million conntrack entries are a few dozen arrays and their distinct
+ * strings for the garbage collector, not a million objects and six million
+ * string references, and a block of received columns is appended by copying
+ * arrays and translating dictionary ids. Rows handed out
  * (`get`, `rows`, `full`, `since`) are built on demand and belong to the
  * caller.
  *
@@ -21,8 +23,8 @@
 import { BadRequestError } from "../errors.js";
 import { StateDigest } from "./digest.js";
 import { emptyTables, type StateDelta, type Tables } from "./model.js";
-import { allocateColumns, NUMERIC_COLUMN, RowBlock, setBlock, type Blocks } from "./row-block.js";
-import { ROW_CODE, type Columns, type TableCode } from "./row-code.js";
+import { allocateColumns, RowBlock, setBlock, StringPool, strFields, TYPED_COLUMN, type Blocks } from "./row-block.js";
+import { ROW_CODE, type Columns, type Dicts, type TableCode } from "./row-code.js";
 import { TABLE_NAMES, TABLES, type TableName } from "./tables.js";
 
 /** Rows to insert or replace, keys to delete. */
@@ -36,7 +38,7 @@ interface LogEntry {
   key: string;
 }
 
-type NumericColumn = Uint8Array | Uint16Array | Uint32Array | Float64Array;
+type TypedColumn = Uint8Array | Uint16Array | Uint32Array | Float64Array;
 
 /** A 32-bit hash of a key string (FNV-1a with a final avalanche). */
 function keyHash(s: string): number {
@@ -64,13 +66,40 @@ class ColumnTable {
   private slots = new Int32Array(16);
   private mask = 15;
   private readonly code: TableCode;
-  /** Indices of the plain-array (str, json) columns, kept exactly `n` long. */
+  /** Indices of the plain-array (json) columns, kept exactly `n` long. */
   private readonly plain: number[];
+  /** Indices of the str columns, whose ids point into `pool`. */
+  private readonly strs: number[];
+  private pool = new StringPool();
+  dicts: Dicts;
 
   constructor(readonly name: TableName, private readonly digest: StateDigest) {
     this.code = ROW_CODE[name];
-    this.plain = TABLES[name].fields.flatMap((f, k) => (NUMERIC_COLUMN[f.type] ? [] : [k]));
+    this.plain = TABLES[name].fields.flatMap((f, k) => (TYPED_COLUMN[f.type] ? [] : [k]));
+    this.strs = strFields(name);
     this.cols = allocateColumns(name, 0);
+    this.dicts = this.dictsOf(this.pool);
+  }
+
+  private dictsOf(pool: StringPool): Dicts {
+    return TABLES[this.name].fields.map((f) => (f.type === "str" ? pool.strings : null));
+  }
+
+  /**
+   * Replaces the pool by one holding only the strings rows use now, once
+   * replaced rows have left it mostly garbage. Blocks read earlier keep the
+   * old pool's array, which stays as it was.
+   */
+  trimPool(): void {
+    if (this.pool.size <= 2 * this.n * this.strs.length + 65536) return;
+    const fresh = new StringPool();
+    const old = this.pool.strings;
+    for (const k of this.strs) {
+      const ids = this.cols[k] as Uint32Array;
+      for (let i = 0; i < this.n; i++) ids[i] = fresh.intern(old[ids[i]!]!);
+    }
+    this.pool = fresh;
+    this.dicts = this.dictsOf(fresh);
   }
 
   /** Makes room for `want` rows. */
@@ -78,10 +107,10 @@ class ColumnTable {
     if (want <= this.cap) return;
     const cap = Math.max(want, this.cap * 2, 64);
     TABLES[this.name].fields.forEach((f, k) => {
-      const T = NUMERIC_COLUMN[f.type];
+      const T = TYPED_COLUMN[f.type];
       if (!T) return;
       const next = new T(cap);
-      next.set((this.cols[k] as NumericColumn).subarray(0, this.n));
+      next.set((this.cols[k] as TypedColumn).subarray(0, this.n));
       this.cols[k] = next;
     });
     const h = new Uint32Array(cap);
@@ -94,11 +123,11 @@ class ColumnTable {
 
   /** The slot holding `key`, or -1. */
   private find(key: string, h: number): number {
-    const { slots, mask, hashes, cols } = this;
+    const { slots, mask, hashes, cols, dicts } = this;
     for (let i = h & mask; ; i = (i + 1) & mask) {
       const v = slots[i]!;
       if (v === 0) return -1;
-      if (hashes[v - 1] === h && this.code.keyAt(cols, v - 1) === key) return i;
+      if (hashes[v - 1] === h && this.code.keyAt(cols, dicts, v - 1) === key) return i;
     }
   }
 
@@ -178,13 +207,13 @@ class ColumnTable {
     if (this.indexed < this.n && this.slots.length < this.n * 2) this.rehash(this.n);
     while (this.indexed < this.n && budget-- > 0) {
       const i = this.indexed;
-      const key = this.code.keyAt(this.cols, i);
+      const key = this.code.keyAt(this.cols, this.dicts, i);
       const h = keyHash(key);
       const s = this.find(key, h);
       if (s >= 0) {
         // Two appended rows with one key: the later one wins, as in `upsert`.
         const dup = this.slots[s]! - 1;
-        this.digest.removeAt(this.name, this.cols, dup);
+        this.digest.removeAt(this.name, this.cols, this.dicts, dup);
         this.code.copy(this.cols, dup, this.cols, i);
         this.dropAt(i, false);
         continue;
@@ -205,7 +234,7 @@ class ColumnTable {
   get(key: string): Row | undefined {
     this.ready();
     const s = this.find(key, keyHash(key));
-    return s < 0 ? undefined : this.code.readAt(this.cols, this.slots[s]! - 1);
+    return s < 0 ? undefined : this.code.readAt(this.cols, this.dicts, this.slots[s]! - 1);
   }
 
   /** Inserts or replaces row i of a block of this table; returns its key. */
@@ -217,7 +246,7 @@ class ColumnTable {
     let p: number;
     if (s >= 0) {
       p = this.slots[s]! - 1;
-      this.digest.removeAt(this.name, this.cols, p);
+      this.digest.removeAt(this.name, this.cols, this.dicts, p);
     } else {
       this.reserve(this.n + 1);
       p = this.n++;
@@ -226,7 +255,11 @@ class ColumnTable {
       this.indexed++;
     }
     this.code.copy(this.cols, p, block.cols, i);
-    this.digest.addColumns(this.name, this.cols, p, p + 1);
+    for (const k of this.strs) {
+      const dict = block.dicts[k]!;
+      if (dict !== this.pool.strings) (this.cols[k] as Uint32Array)[p] = this.pool.intern(dict[(block.cols[k] as Uint32Array)[i]!]!);
+    }
+    this.digest.addColumns(this.name, this.cols, this.dicts, p, p + 1);
     return key;
   }
 
@@ -236,7 +269,7 @@ class ColumnTable {
     const s = this.find(key, keyHash(key));
     if (s < 0) return false;
     const p = this.slots[s]! - 1;
-    this.digest.removeAt(this.name, this.cols, p);
+    this.digest.removeAt(this.name, this.cols, this.dicts, p);
     this.unslot(s);
     this.dropAt(p, true);
     return true;
@@ -249,9 +282,14 @@ class ColumnTable {
     this.reserve(from + m);
     TABLES[this.name].fields.forEach((f, k) => {
       const src = block.cols[k]!;
-      if (NUMERIC_COLUMN[f.type]) {
-        const s = src as NumericColumn;
-        (this.cols[k] as NumericColumn).set(s.length === m ? s : s.subarray(0, m), from);
+      if (f.type === "str") {
+        const s = src as Uint32Array;
+        const dst = this.cols[k] as Uint32Array;
+        const tr = this.pool.translator(block.dicts[k]!);
+        for (let i = 0; i < m; i++) dst[from + i] = tr(s[i]!);
+      } else if (TYPED_COLUMN[f.type]) {
+        const s = src as TypedColumn;
+        (this.cols[k] as TypedColumn).set(s.length === m ? s : s.subarray(0, m), from);
       } else {
         const dst = this.cols[k] as unknown[];
         const s = src as unknown[];
@@ -259,7 +297,7 @@ class ColumnTable {
       }
     });
     this.n += m;
-    this.digest.addColumns(this.name, this.cols, from, this.n);
+    this.digest.addColumns(this.name, this.cols, this.dicts, from, this.n);
   }
 
   /** The position of a key's row, or -1. */
@@ -273,35 +311,33 @@ class ColumnTable {
   gather(positions: readonly number[]): RowBlock {
     const cols = allocateColumns(this.name, positions.length);
     for (let j = 0; j < positions.length; j++) this.code.copy(cols, j, this.cols, positions[j]!);
-    return new RowBlock(this.name, positions.length, cols);
+    return new RowBlock(this.name, positions.length, cols, this.dicts);
   }
 
   /** A block holding a copy of every row. */
   snapshot(): RowBlock {
-    const cols = this.cols.map((c) => (Array.isArray(c) ? c.slice() : (c as NumericColumn).slice(0, this.n)));
-    return new RowBlock(this.name, this.n, cols);
+    const cols = this.cols.map((c) => (Array.isArray(c) ? c.slice() : (c as TypedColumn).slice(0, this.n)));
+    return new RowBlock(this.name, this.n, cols, this.dicts);
   }
 
   keyAt(i: number): string {
-    return this.code.keyAt(this.cols, i);
-  }
-
-  rowAt(i: number): Row {
-    return this.code.readAt(this.cols, i);
+    return this.code.keyAt(this.cols, this.dicts, i);
   }
 
   *rows(): IterableIterator<Row> {
-    for (let i = 0; i < this.n; i++) yield this.code.readAt(this.cols, i);
+    for (let i = 0; i < this.n; i++) yield this.code.readAt(this.cols, this.dicts, i);
   }
 
   all(): Row[] {
     const out = new Array<Row>(this.n);
-    for (let i = 0; i < this.n; i++) out[i] = this.code.readAt(this.cols, i);
+    for (let i = 0; i < this.n; i++) out[i] = this.code.readAt(this.cols, this.dicts, i);
     return out;
   }
 
   clear(): void {
-    for (let i = 0; i < this.n; i++) this.digest.removeAt(this.name, this.cols, i);
+    for (let i = 0; i < this.n; i++) this.digest.removeAt(this.name, this.cols, this.dicts, i);
+    this.pool = new StringPool();
+    this.dicts = this.dictsOf(this.pool);
     this.cols = allocateColumns(this.name, 0);
     this.cap = 0;
     this.hashes = new Uint32Array(0);
@@ -333,7 +369,10 @@ export class TableSet {
       const tab = this.table(t);
       for (const key of change.deletes[t] ?? []) if (tab.remove(key)) this.note(t, key);
       const block = change.upserts[t];
-      if (block) for (let i = 0; i < block.length; i++) this.note(t, tab.upsert(block, i));
+      if (block) {
+        for (let i = 0; i < block.length; i++) this.note(t, tab.upsert(block, i));
+        tab.trimPool();
+      }
     }
     return this.gen;
   }

@@ -62,13 +62,13 @@ test("columnar - boolean, f64 and u32 extremes roundtrip", () => {
 
 test("columnar - a string dictionary over 65535 entries uses u32 indices and roundtrips", () => {
   const base = state.tables.conntrack[0]!;
-  const n = 70_000;
+  const n = 280_000;
   const rows: ConntrackRow[] = [];
-  // The first rows repeat one label, so the column is interned; later ones are all distinct.
-  for (let i = 0; i < n; i++) rows.push({ ...base, origSport: i % 65536, labels: i < 1000 ? "lbl" : `lbl-${i}`, state: i % 2 ? "ESTABLISHED" : "TIME_WAIT" });
+  // 66000 distinct labels, each four times: few enough to intern, too many for u16 indices.
+  for (let i = 0; i < n; i++) rows.push({ ...base, origSport: i % 65536, labels: `lbl-${i % 66_000}`, state: i % 2 ? "ESTABLISHED" : "TIME_WAIT" });
   const block = encodeBlock("conntrack", rows);
   const labels = block.c[colIndex("conntrack", "labels")] as { d: string[]; i: Uint8Array };
-  assert.equal(labels.d.length, n - 999);
+  assert.equal(labels.d.length, 66_000);
   assert.equal(labels.i.byteLength, 4 * n, "u32 indices for a big dictionary");
   const state2 = block.c[colIndex("conntrack", "state")] as { d: string[]; i: Uint8Array };
   assert.equal(state2.d.length, 2);
@@ -82,9 +82,9 @@ test("columnar - a string dictionary over 65535 entries uses u32 indices and rou
 });
 
 test("columnar - a dictionary of exactly 65535 entries still uses u16 indices", () => {
-  // 512 sampled rows share one value; the 65534 rows after them are distinct.
-  const n = 65_535 + 511;
-  const rows = Array.from({ length: n }, (_, i) => ({ id: `a${i}`, direction: "ingress", priority: 1, table: 0, match: "", actions: i < 512 ? "drop" : `a${i}` }));
+  // 65535 distinct values, each four times.
+  const n = 4 * 65_535;
+  const rows = Array.from({ length: n }, (_, i) => ({ id: `a${i}`, direction: "ingress", priority: 1, table: 0, match: "", actions: `a${i % 65_535}` }));
   const block = encodeBlock("acls", rows);
   const actions = block.c[colIndex("acls", "actions")] as { d: string[]; i: Uint8Array };
   assert.equal(actions.d.length, 65_535);
@@ -234,7 +234,7 @@ test("columnar - misaligned column bytes decode correctly", () => {
   const before = cb.c.map((x) => (x instanceof Uint8Array ? Array.from(x) : x));
   assert.deepEqual(decodeBlock({ ...cb, c: cb.c.map(misaligned) }).rows, counters);
   assert.deepEqual(cb.c.map((x) => (x instanceof Uint8Array ? Array.from(x) : x)), before);
-  const big = Array.from({ length: 68_000 }, (_, i) => ({ ifaceId: i < 1000 ? "if-0" : `if-${i}`, rxPackets: i, rxBytes: i * 2, txPackets: 0, txBytes: 0.5 }));
+  const big = Array.from({ length: 280_000 }, (_, i) => ({ ifaceId: `if-${i % 66_000}`, rxPackets: i, rxBytes: i * 2, txPackets: 0, txBytes: 0.5 }));
   const bb = encodeBlock("counters", big);
   assert.equal((bb.c[0] as { i: Uint8Array }).i.byteLength, 4 * big.length);
   assert.deepEqual(decodeBlock({ ...bb, c: bb.c.map(misaligned) }).rows, big);

@@ -338,3 +338,32 @@ test("table-set - a large appended table is indexed, emptied key by key, and ref
   assert.equal(s.digest.toString(), new StateDigest().toString());
   assert.equal(s.get("conntrack", keyOf("conntrack", ct[1])), undefined);
 });
+
+test("table-set - a table's string pool is trimmed once replaced rows leave it mostly garbage", () => {
+  const s = new TableSet();
+  s.apply({ upserts: blocksOf({ acls: [acl(1), acl(2)] }), deletes: {} });
+  const matchField = 4;
+  // One change rewriting acl-1's match 70000 times: every value is interned, then all but one are garbage.
+  const rows = Array.from({ length: 70_000 }, (_, i) => ({ ...acl(1), match: `tcp,tp_dst=${i}` }));
+  s.apply({ upserts: blocksOf({ acls: rows }), deletes: {} });
+  assert.deepEqual(s.get("acls", "acl-1"), { ...acl(1), match: "tcp,tp_dst=69999" });
+  assert.deepEqual(s.get("acls", "acl-2"), acl(2));
+  assert.equal(s.digest.toString(), StateDigest.of({ acls: [{ ...acl(1), match: "tcp,tp_dst=69999" }, acl(2)] }).toString());
+  const pool = s.full().acls!.dicts[matchField]!;
+  assert.ok(pool.length < 100, `pool holds ${pool.length} strings after trimming`);
+  assert.ok(pool.includes("tcp,tp_dst=69999"));
+});
+
+test("table-set - blocks with dictionaries of their own, or another set's, append and upsert alike", () => {
+  const ct = generateVmState("vm-dict", { conntrack: 3000, seed: 3 }).tables.conntrack;
+  const a = new TableSet();
+  a.append({ upserts: blocksOf({ conntrack: ct.slice(0, 2000) }) });
+  // b takes a's rows as a's own blocks (ids into a's pool), then more from a block of its own.
+  const b = new TableSet();
+  b.append({ upserts: a.full() });
+  b.apply({ upserts: blocksOf({ conntrack: ct.slice(2000) }), deletes: {} });
+  b.apply({ upserts: { conntrack: a.full().conntrack!.slice(0, 10) }, deletes: {} });
+  assert.equal(b.count("conntrack"), 3000);
+  assert.equal(b.digest.toString(), StateDigest.of({ conntrack: ct }).toString());
+  for (const i of [0, 1999, 2000, 2999]) assert.deepEqual(b.get("conntrack", keyOf("conntrack", ct[i])), ct[i]);
+});
