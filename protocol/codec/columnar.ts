@@ -1,26 +1,28 @@
 /**
  * Columnar encoding of table rows: one typed array per numeric field, strings
- * interned per block, small nested values as plain arrays. A block is plain
+ * interned per column, small nested values as plain arrays. A block is plain
  * msgpack data:
  *
  *   { t: "conntrack", n: 1000, c: [ col0, col1, ... ] }   // columns in field order
  *
  *   u8/bool   bytes (n)            u16  bytes (2n, little-endian)
  *   u32       bytes (4n, LE)       f64  bytes (8n, LE)
+ *   ip        bytes (16n): per row four u32 words (LE), each the big-endian
+ *             value of four address bytes; IPv4 as ::ffff:a.b.c.d (see ip.ts)
  *   str       { d: string[], i: bytes }  // interned: i holds u16 or u32 indices into d, by d's size
  *             { s: string[] }            // or plain, when most values are distinct
  *   json      plain array (n)
  *
  * Blocks are encoded from and decoded into `RowBlock`s (the in-memory column
- * form): numeric columns are copied as bytes, string columns interned or
- * expanded. Decoding checks every length, index and value against the table
- * descriptor.
+ * form): fixed-width columns are copied as bytes, string columns interned
+ * from or into dictionaries. Decoding checks every length, index and value
+ * against the table descriptor (any 16 bytes are a valid address).
  */
 import { endianness } from "node:os";
 import { BadRequestError, InvalidStateError } from "../errors.js";
 import { TABLES, isTableName, type FieldSpec, type TableName } from "../state/tables.js";
 import { checkField, isPlainJson } from "../state/validate.js";
-import { RowBlock, setBlock, type Blocks } from "../state/row-block.js";
+import { lanes, RowBlock, setBlock, type Blocks } from "../state/row-block.js";
 
 if (endianness() !== "LE") throw new Error("netmig's columnar codec assumes a little-endian host");
 
@@ -44,7 +46,8 @@ const MIN_INTERN_CHECK_ROWS = 64;
 /** Above this share of distinct values, strings go uninterned. */
 const MAX_DISTINCT_SHARE = 0.25;
 
-const WIDTH: Record<string, number> = { u8: 1, bool: 1, u16: 2, u32: 4, f64: 8 };
+/** Bytes per row of the fixed-width column types (an ip address: four u32 words, see ip.ts). */
+const WIDTH: Record<string, number> = { u8: 1, bool: 1, u16: 2, u32: 4, f64: 8, ip: 16 };
 
 function bytesOf(a: ArrayBufferView): Uint8Array {
   return new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
@@ -106,7 +109,8 @@ export function encodeColumns(block: RowBlock): ColumnBlock {
         return a.length === n ? a : a.slice(0, n);
       }
       const a = col as Uint8Array | Uint16Array | Uint32Array | Float64Array;
-      const exact = a.length === n ? a : a.subarray(0, n);
+      const l = lanes(fl.type);
+      const exact = a.length === n * l ? a : a.subarray(0, n * l);
       return fl.type === "str" ? strColumn(exact as Uint32Array, block.dicts[k]!, n) : bytesOf(exact);
     }),
   };
@@ -149,6 +153,7 @@ function checkColumn(spec: FieldSpec, col: unknown, n: number, where: string): {
       case "u16":
         return { col: typed(Uint16Array, b), dict: null };
       case "u32":
+      case "ip":
         return { col: typed(Uint32Array, b), dict: null };
       default: {
         const a = typed(Float64Array, b);

@@ -18,14 +18,19 @@ type TypedColumn = Uint8Array | Uint16Array | Uint32Array | Float64Array;
 
 /** The typed array holding each field type's column (str: ids into a dictionary). */
 export const TYPED_COLUMN: Partial<Record<FieldType, { new (n: number): TypedColumn }>> = {
-  u8: Uint8Array, bool: Uint8Array, u16: Uint16Array, u32: Uint32Array, f64: Float64Array, str: Uint32Array,
+  u8: Uint8Array, bool: Uint8Array, u16: Uint16Array, u32: Uint32Array, f64: Float64Array, str: Uint32Array, ip: Uint32Array,
 };
+
+/** Elements per row in a typed column: four words per ip address, one otherwise. */
+export function lanes(type: FieldType): number {
+  return type === "ip" ? 4 : 1;
+}
 
 /** Empty columns with room for `n` rows (json columns start empty and grow). */
 export function allocateColumns(table: TableName, n: number): Columns {
   return TABLES[table].fields.map((f) => {
     const T = TYPED_COLUMN[f.type];
-    return T ? new T(n) : [];
+    return T ? new T(n * lanes(f.type)) : [];
   });
 }
 
@@ -84,7 +89,12 @@ export class RowBlock<T extends TableName = TableName> implements Iterable<RowTy
     const a = Math.max(0, Math.min(from, this.length));
     const b = Math.max(a, Math.min(to, this.length));
     if (a === 0 && b === this.length) return this;
-    const cols = this.cols.map((c) => (Array.isArray(c) ? c.slice(a, b) : (c as TypedColumn).subarray(a, b)));
+    const fields = TABLES[this.table].fields;
+    const cols = this.cols.map((c, k) => {
+      if (Array.isArray(c)) return c.slice(a, b);
+      const l = lanes(fields[k]!.type);
+      return (c as TypedColumn).subarray(a * l, b * l);
+    });
     return new RowBlock(this.table, b - a, cols, this.dicts);
   }
 
@@ -123,7 +133,8 @@ export class RowBlock<T extends TableName = TableName> implements Iterable<RowTy
         for (const b of blocks) for (let i = 0; i < b.length; i++) out.push((b.cols[k] as unknown[])[i]);
         return out;
       }
-      const out = new TYPED_COLUMN[f.type]!(n);
+      const l = lanes(f.type);
+      const out = new TYPED_COLUMN[f.type]!(n * l);
       let at = 0;
       const pool = f.type === "str" ? new StringPool(dicts[k] as string[]) : null;
       for (const b of blocks) {
@@ -132,7 +143,7 @@ export class RowBlock<T extends TableName = TableName> implements Iterable<RowTy
           const tr = pool.translator(b.dicts[k]!);
           for (let i = 0; i < b.length; i++) out[at + i] = tr(c[i]!);
         } else {
-          out.set(c.length === b.length ? c : c.subarray(0, b.length), at);
+          out.set(c.length === b.length * l ? c : c.subarray(0, b.length * l), at * l);
         }
         at += b.length;
       }

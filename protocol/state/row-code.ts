@@ -11,6 +11,7 @@
  * The generated source contains only field names from `TABLES` (checked to be
  * plain identifiers in tables.ts), never data.
  */
+import { ipText, ipWords } from "./ip.js";
 import { TABLE_NAMES, TABLES, type FieldSpec, type TableName } from "./tables.js";
 
 type Row = Record<string, unknown>;
@@ -35,16 +36,18 @@ const MIX_B = 1597334677;
 /**
  * The hash's source, with each field's value read by `value(field, k)`: the
  * row form and the column form are one generated body, so they cannot drift.
+ * An ip field is mixed as its four words, read into `q` by `ipLoad`.
  */
-function hashSource(table: TableName, value: (fl: FieldSpec, k: number) => string): string {
+function hashSource(table: TableName, value: (fl: FieldSpec, k: number) => string, ipLoad: (fl: FieldSpec, k: number) => string): string {
   const fields = TABLES[table].fields.map((fl, k) => [fl, k] as const).filter(([fl]) => !fl.local);
   const word = (w: string) => `h1 = Math.imul(h1 ^ ${w}, ${MIX_A}); h2 = Math.imul(h2 ^ ${w}, ${MIX_B});`;
   const str = (e: string) => `s = ${e}; n = s.length; ${word("n")} for (let j = 0; j < n; j++) { c = s.charCodeAt(j); ${word("c")} }`;
   const parts = fields.map(([fl, k], pos) => {
     const v = value(fl, k);
-    const tag = word(String(((pos + 1) << 8) | "str u8 u16 u32 f64 bool json".split(" ").indexOf(fl.type)));
+    const tag = word(String(((pos + 1) << 8) | "str u8 u16 u32 f64 bool json ip".split(" ").indexOf(fl.type)));
     switch (fl.type) {
       case "str": return `${tag} ${str(v)}`;
+      case "ip": return `${tag} ${ipLoad(fl, k)} ${word("q[0]")} ${word("q[1]")} ${word("q[2]")} ${word("q[3]")}`;
       case "json": return `${tag} ${str(`json(${v})`)}`;
       case "bool": return `${tag} ${word(`(${v} ? 1 : 0)`)}`;
       // -0 and 0 hash alike (they print alike).
@@ -69,24 +72,25 @@ function compileHash(table: TableName, canonicalJson: (v: unknown) => string): {
   const fields = TABLES[table].fields;
   const cols = columnLocals(fields);
   const body = `"use strict";
-const f64 = new Float64Array(1); const w32 = new Uint32Array(f64.buffer);
+const f64 = new Float64Array(1); const w32 = new Uint32Array(f64.buffer); const q = new Uint32Array(4);
 return {
   row: function hash(row, out) {
-  ${hashSource(table, (fl) => `row.${fl.name}`)}
+  ${hashSource(table, (fl) => `row.${fl.name}`, (fl) => `if (!ipw(row.${fl.name}, q, 0)) q.fill(0);`)}
   },
   column: function hashAt(cols, dicts, i, out) {
   ${cols}
-  ${hashSource(table, (fl, k) => columnValue(fl, k))}
+  ${hashSource(table, (fl, k) => columnValue(fl, k), (_, k) => `q[0] = c${k}[4 * i]; q[1] = c${k}[4 * i + 1]; q[2] = c${k}[4 * i + 2]; q[3] = c${k}[4 * i + 3];`)}
   },
 };`;
-  return (new Function("json", body) as (json: (v: unknown) => string) => { row: RowHash; column: ColumnHash })(canonicalJson);
+  return (new Function("json", "ipw", body) as (json: (v: unknown) => string, ipw: typeof ipWords) => { row: RowHash; column: ColumnHash })(canonicalJson, ipWords);
 }
 
 /**
  * A table's rows held as columns, one per field in field order: a typed
  * array for numeric fields (u8 and bool in a Uint8Array; u16, u32, f64 in
  * their own), a Uint32Array of ids into that field's dictionary (`Dicts`)
- * for str fields, a plain array for json fields. See row-block.ts.
+ * for str fields, a Uint32Array of four words per row for ip fields (see
+ * ip.ts), a plain array for json fields. See row-block.ts.
  */
 export type Columns = { [i: number]: unknown }[];
 /** Per field, the strings a str column's ids point into (null for other fields). */
@@ -101,29 +105,38 @@ export type ColumnCopy = (dst: Columns, j: number, src: Columns, i: number) => v
 /** The key of the row at `i` (see TableSpec.keyFields). */
 export type ColumnKey = (cols: Columns, dicts: Dicts, i: number) => string;
 
+function notIp(field: string, v: unknown): never {
+  throw new Error(`${field} is not an IP address: ${JSON.stringify(v)}`);
+}
+
 function columnLocals(fields: readonly FieldSpec[]): string {
   return fields.map((f, k) => `const c${k} = cols[${k}];${f.type === "str" ? ` const d${k} = dicts[${k}];` : ""}`).join(" ");
 }
 
 /** The expression for field k's value at row i, over the locals of `columnLocals`. */
 function columnValue(f: FieldSpec, k: number): string {
-  return f.type === "str" ? `d${k}[c${k}[i]]` : f.type === "bool" ? `(c${k}[i] === 1)` : `c${k}[i]`;
+  return f.type === "str" ? `d${k}[c${k}[i]]` : f.type === "ip" ? `ipText(c${k}, 4 * i)` : f.type === "bool" ? `(c${k}[i] === 1)` : `c${k}[i]`;
 }
 
 function compileColumnCode(fields: readonly FieldSpec[], keyFields: readonly string[]): { write: ColumnWrite; readAt: ColumnRead; copy: ColumnCopy; keyAt: ColumnKey } {
   const locals = columnLocals(fields);
-  const write = fields.map((f, k) => `cols[${k}][i] = ${f.type === "bool" ? `r.${f.name} ? 1 : 0` : f.type === "str" ? `intern(${k}, r.${f.name})` : `r.${f.name}`};`).join(" ");
+  const write = fields.map((f, k) => {
+    if (f.type === "ip") return `if (!ipw(r.${f.name}, cols[${k}], 4 * i)) notIp("${f.name}", r.${f.name});`;
+    return `cols[${k}][i] = ${f.type === "bool" ? `r.${f.name} ? 1 : 0` : f.type === "str" ? `intern(${k}, r.${f.name})` : `r.${f.name}`};`;
+  }).join(" ");
   const read = fields.map((f, k) => `${f.name}: ${columnValue(f, k)}`).join(", ");
-  const copy = fields.map((_, k) => `dst[${k}][j] = src[${k}][i];`).join(" ");
+  const copy = fields.map((f, k) => (f.type === "ip" ? [0, 1, 2, 3].map((w) => `dst[${k}][4 * j + ${w}] = src[${k}][4 * i + ${w}];`).join(" ") : `dst[${k}][j] = src[${k}][i];`)).join(" ");
   const key = keyFields.map((name) => {
     const k = fields.findIndex((f) => f.name === name);
     return `\${${columnValue(fields[k]!, k)}}`;
   }).join("|");
+  // The generated functions see the ip helpers as closure variables.
+  const make = (args: string, body: string) => new Function("ipText", "ipw", "notIp", `"use strict"; return function (${args}) { ${body} };`)(ipText, ipWords, notIp);
   return {
-    write: new Function("cols", "i", "r", "intern", `"use strict"; ${write}`) as ColumnWrite,
-    readAt: new Function("cols", "dicts", "i", `"use strict"; ${locals}\nreturn { ${read} };`) as ColumnRead,
-    copy: new Function("dst", "j", "src", "i", `"use strict"; ${copy}`) as ColumnCopy,
-    keyAt: new Function("cols", "dicts", "i", `"use strict"; ${locals}\nreturn \`${key}\`;`) as ColumnKey,
+    write: make("cols, i, r, intern", write) as ColumnWrite,
+    readAt: make("cols, dicts, i", `${locals}\nreturn { ${read} };`) as ColumnRead,
+    copy: make("dst, j, src, i", copy) as ColumnCopy,
+    keyAt: make("cols, dicts, i", `${locals}\nreturn \`${key}\`;`) as ColumnKey,
   };
 }
 

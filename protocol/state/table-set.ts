@@ -23,7 +23,7 @@
 import { BadRequestError } from "../errors.js";
 import { StateDigest } from "./digest.js";
 import { emptyTables, type StateDelta, type Tables } from "./model.js";
-import { allocateColumns, RowBlock, setBlock, StringPool, strFields, TYPED_COLUMN, type Blocks } from "./row-block.js";
+import { allocateColumns, lanes, RowBlock, setBlock, StringPool, strFields, TYPED_COLUMN, type Blocks } from "./row-block.js";
 import { ROW_CODE, type Columns, type Dicts, type TableCode } from "./row-code.js";
 import { TABLE_NAMES, TABLES, type TableName } from "./tables.js";
 
@@ -72,6 +72,8 @@ class ColumnTable {
   private readonly strs: number[];
   private pool = new StringPool();
   dicts: Dicts;
+  /** `cols` are shared with a block handed out by `snapshot`: copy them before any change. */
+  private shared = false;
 
   constructor(readonly name: TableName, private readonly digest: StateDigest) {
     this.code = ROW_CODE[name];
@@ -92,6 +94,7 @@ class ColumnTable {
    */
   trimPool(): void {
     if (this.pool.size <= 2 * this.n * this.strs.length + 65536) return;
+    this.own();
     const fresh = new StringPool();
     const old = this.pool.strings;
     for (const k of this.strs) {
@@ -102,6 +105,20 @@ class ColumnTable {
     this.dicts = this.dictsOf(fresh);
   }
 
+  /** Copies the columns a snapshot shares, so a change does not reach it (copy on write). */
+  private own(): void {
+    if (!this.shared) return;
+    const fields = TABLES[this.name].fields;
+    this.cols = this.cols.map((c, k) => {
+      if (Array.isArray(c)) return c.slice();
+      const T = TYPED_COLUMN[fields[k]!.type]!;
+      const next = new T((c as TypedColumn).length);
+      next.set((c as TypedColumn).subarray(0, this.n * lanes(fields[k]!.type)));
+      return next;
+    });
+    this.shared = false;
+  }
+
   /** Makes room for `want` rows. */
   private reserve(want: number): void {
     if (want <= this.cap) return;
@@ -109,8 +126,9 @@ class ColumnTable {
     TABLES[this.name].fields.forEach((f, k) => {
       const T = TYPED_COLUMN[f.type];
       if (!T) return;
-      const next = new T(cap);
-      next.set((this.cols[k] as TypedColumn).subarray(0, this.n));
+      const l = lanes(f.type);
+      const next = new T(cap * l);
+      next.set((this.cols[k] as TypedColumn).subarray(0, this.n * l));
       this.cols[k] = next;
     });
     const h = new Uint32Array(cap);
@@ -212,6 +230,7 @@ class ColumnTable {
       const s = this.find(key, h);
       if (s >= 0) {
         // Two appended rows with one key: the later one wins, as in `upsert`.
+        this.own();
         const dup = this.slots[s]! - 1;
         this.digest.removeAt(this.name, this.cols, this.dicts, dup);
         this.code.copy(this.cols, dup, this.cols, i);
@@ -240,6 +259,7 @@ class ColumnTable {
   /** Inserts or replaces row i of a block of this table; returns its key. */
   upsert(block: RowBlock, i: number): string {
     this.ready();
+    this.own();
     const key = block.keyAt(i);
     const h = keyHash(key);
     const s = this.find(key, h);
@@ -268,6 +288,7 @@ class ColumnTable {
     this.ready();
     const s = this.find(key, keyHash(key));
     if (s < 0) return false;
+    this.own();
     const p = this.slots[s]! - 1;
     this.digest.removeAt(this.name, this.cols, this.dicts, p);
     this.unslot(s);
@@ -279,6 +300,7 @@ class ColumnTable {
   append(block: RowBlock): void {
     const from = this.n;
     const m = block.length;
+    this.own();
     this.reserve(from + m);
     TABLES[this.name].fields.forEach((f, k) => {
       const src = block.cols[k]!;
@@ -289,7 +311,8 @@ class ColumnTable {
         for (let i = 0; i < m; i++) dst[from + i] = tr(s[i]!);
       } else if (TYPED_COLUMN[f.type]) {
         const s = src as TypedColumn;
-        (this.cols[k] as TypedColumn).set(s.length === m ? s : s.subarray(0, m), from);
+        const l = lanes(f.type);
+        (this.cols[k] as TypedColumn).set(s.length === m * l ? s : s.subarray(0, m * l), from * l);
       } else {
         const dst = this.cols[k] as unknown[];
         const s = src as unknown[];
@@ -314,9 +337,11 @@ class ColumnTable {
     return new RowBlock(this.name, positions.length, cols, this.dicts);
   }
 
-  /** A block holding a copy of every row. */
+  /** A block of every row as they are now: it shares the columns until the next change copies them. */
   snapshot(): RowBlock {
-    const cols = this.cols.map((c) => (Array.isArray(c) ? c.slice() : (c as TypedColumn).slice(0, this.n)));
+    const fields = TABLES[this.name].fields;
+    const cols = this.cols.map((c, k) => (Array.isArray(c) ? c : (c as TypedColumn).subarray(0, this.n * lanes(fields[k]!.type))));
+    this.shared = true;
     return new RowBlock(this.name, this.n, cols, this.dicts);
   }
 
@@ -339,6 +364,7 @@ class ColumnTable {
     this.pool = new StringPool();
     this.dicts = this.dictsOf(this.pool);
     this.cols = allocateColumns(this.name, 0);
+    this.shared = false;
     this.cap = 0;
     this.hashes = new Uint32Array(0);
     this.n = 0;

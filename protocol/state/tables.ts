@@ -13,8 +13,12 @@
  * Rows reference a VM's port by its `ifaceId` (portable), never by port name.
  */
 
-/** Column types. Integers are range-checked; `str` is interned on the wire. */
-export type FieldType = "str" | "u8" | "u16" | "u32" | "f64" | "bool" | "json";
+/**
+ * Column types. Integers are range-checked; `str` is interned on the wire;
+ * `ip` is an IPv4 or IPv6 address, held as 16 bytes (see ip.ts) and read back
+ * in canonical text form.
+ */
+export type FieldType = "str" | "ip" | "u8" | "u16" | "u32" | "f64" | "bool" | "json";
 
 export interface FieldSpec {
   readonly name: string;
@@ -235,8 +239,8 @@ export const TABLES: { readonly [T in TableName]: TableSpec } = {
     name: "conntrack",
     kind: "fast",
     fields: [
-      f("proto", "u8"), f("origSrc", "str"), f("origDst", "str"), f("origSport", "u16"), f("origDport", "u16"),
-      f("replySrc", "str"), f("replyDst", "str"), f("replySport", "u16"), f("replyDport", "u16"),
+      f("proto", "u8"), f("origSrc", "ip"), f("origDst", "ip"), f("origSport", "u16"), f("origDport", "u16"),
+      f("replySrc", "ip"), f("replyDst", "ip"), f("replySport", "u16"), f("replyDport", "u16"),
       f("icmpType", "u8"), f("icmpCode", "u8"), f("icmpId", "u16"),
       f("state", "str"), f("status", "u32"), f("mark", "u32"), f("labels", "str"), f("timeoutSec", "u32"),
       f("zone", "u16", true),

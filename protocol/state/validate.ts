@@ -4,6 +4,7 @@
  * Errors name the table, the row index and the field.
  */
 import { InvalidStateError } from "../errors.js";
+import { isIp } from "./ip.js";
 import { TABLES, type FieldSpec, type TableName } from "./tables.js";
 
 const INT_MAX: Record<string, number> = { u8: 0xff, u16: 0xffff, u32: 0xffffffff };
@@ -31,6 +32,8 @@ export function checkField(spec: FieldSpec, v: unknown): string | null {
   switch (spec.type) {
     case "str":
       return typeof v === "string" && v.length <= 4096 ? null : "must be a string of at most 4096 characters";
+    case "ip":
+      return isIp(v) ? null : "must be an IPv4 or IPv6 address";
     case "bool":
       return typeof v === "boolean" ? null : "must be a boolean";
     case "f64":
@@ -44,7 +47,7 @@ export function checkField(spec: FieldSpec, v: unknown): string | null {
   }
 }
 
-const DEFAULTS: Record<string, unknown> = { str: "", u8: 0, u16: 0, u32: 0, f64: 0, bool: false };
+const DEFAULTS: Record<string, unknown> = { str: "", ip: "::", u8: 0, u16: 0, u32: 0, f64: 0, bool: false };
 
 /**
  * Validates a row and returns a clean copy holding exactly the declared

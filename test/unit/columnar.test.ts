@@ -128,22 +128,39 @@ test("columnar - a numeric column whose byte length does not match n is rejected
 
 test("columnar - a string index outside the dictionary is rejected", () => {
   const b = ctBlock(4);
-  const k = colIndex("conntrack", "origSrc");
+  const k = colIndex("conntrack", "state");
   const col = b.c[k] as { d: string[]; i: Uint8Array };
   const idx = new Uint16Array(4);
   idx[2] = col.d.length; // one past the end
   const c = [...b.c];
   c[k] = { d: col.d, i: new Uint8Array(idx.buffer) };
-  rejects(() => decodeBlock({ ...b, c }), /origSrc: row 2 has an index outside the dictionary/);
+  rejects(() => decodeBlock({ ...b, c }), /state: row 2 has an index outside the dictionary/);
   // Index bytes not matching the row count.
   c[k] = { d: col.d, i: new Uint8Array(6) };
-  rejects(() => decodeBlock({ ...b, c }), /origSrc: index length does not match the row count/);
+  rejects(() => decodeBlock({ ...b, c }), /state: index length does not match the row count/);
   // A non-string dictionary entry.
   c[k] = { d: [1, 2], i: new Uint8Array(8) };
-  rejects(() => decodeBlock({ ...b, c }), /origSrc: dictionary entry 0 is not a string/);
+  rejects(() => decodeBlock({ ...b, c }), /state: dictionary entry 0 is not a string/);
   // Not an interned column.
   c[k] = ["a", "b", "c", "d"];
-  rejects(() => decodeBlock({ ...b, c }), /origSrc: expected a string column \{d, i\} or \{s\}/);
+  rejects(() => decodeBlock({ ...b, c }), /state: expected a string column \{d, i\} or \{s\}/);
+});
+
+test("columnar - ip columns carry IPv4 and IPv6 addresses as 16 bytes a row, read back in canonical form", () => {
+  const base = state.tables.conntrack[0]!;
+  const rows: ConntrackRow[] = [
+    { ...base, origSrc: "198.18.0.1", origDst: "198.19.255.254" },
+    { ...base, origSrc: "2001:DB8:0:0::1", origDst: "fd00::12:0:0:1", replySrc: "::ffff:198.18.0.9", replyDst: "::" },
+  ];
+  const block = encodeBlock("conntrack", rows);
+  assert.equal((block.c[colIndex("conntrack", "origSrc")] as Uint8Array).byteLength, 32);
+  const out = decodeBlock(unpack(pack(block))).rows as unknown as ConntrackRow[];
+  assert.deepEqual(out[0], rows[0]);
+  assert.deepEqual([out[1]!.origSrc, out[1]!.origDst, out[1]!.replySrc, out[1]!.replyDst], ["2001:db8::1", "fd00::12:0:0:1", "198.18.0.9", "::"]);
+  const c = [...block.c];
+  c[colIndex("conntrack", "replyDst")] = new Uint8Array(31);
+  rejects(() => decodeBlock({ ...block, c }), /replyDst: expected 32 bytes of ip/);
+  assert.throws(() => encodeBlock("conntrack", [{ ...base, origDst: "198.18.0.256" }]), /origDst is not an IP address/);
 });
 
 test("columnar - a bool byte of 2 is rejected", () => {

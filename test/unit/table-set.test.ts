@@ -367,3 +367,17 @@ test("table-set - blocks with dictionaries of their own, or another set's, appen
   assert.equal(b.digest.toString(), StateDigest.of({ conntrack: ct }).toString());
   for (const i of [0, 1999, 2000, 2999]) assert.deepEqual(b.get("conntrack", keyOf("conntrack", ct[i])), ct[i]);
 });
+
+test("table-set - blocks from full() keep the rows of their time while the set changes (copy on write)", () => {
+  const s = loaded();
+  const before = s.full();
+  const want = norm({ upserts: blocksOf(state.tables), deletes: {} });
+  const ct = state.tables.conntrack;
+  s.apply({ upserts: blocksOf({ conntrack: [{ ...ct[0]!, timeoutSec: 1 }], ports: [{ ...state.tables.ports[0]!, mac: "52:54:00:ff:ff:ff" }] }), deletes: { conntrack: [keyOf("conntrack", ct[1])] } });
+  s.append({ upserts: blocksOf({ acls: [acl(7000)] }) });
+  assert.deepEqual(norm({ upserts: before, deletes: {} }), want);
+  const after = s.full();
+  s.clear();
+  assert.equal(after.conntrack!.length, ct.length - 1);
+  assert.equal(after.conntrack!.rows().find((r) => keyOf("conntrack", r) === keyOf("conntrack", ct[0]))!.timeoutSec, 1);
+});
