@@ -9,6 +9,7 @@
  *   u32       bytes (4n, LE)       f64  bytes (8n, LE)
  *   ip        bytes (16n): per row four u32 words (LE), each the big-endian
  *             value of four address bytes; IPv4 as ::ffff:a.b.c.d (see ip.ts)
+ *             { v4: bytes (4n) }         // or, when every row is IPv4, the last word alone
  *   str       { d: string[], i: bytes }  // interned: i holds u16 or u32 indices into d, by d's size
  *             { s: string[] }            // or plain, when most values are distinct
  *   json      plain array (n)
@@ -95,6 +96,14 @@ function strColumn(ids: Uint32Array, dict: readonly string[], n: number): StrCol
   return { d: local, i: local.length <= 0xffff ? bytesOf(Uint16Array.from(idx)) : bytesOf(idx) };
 }
 
+/** An ip column as it goes on the wire: its last words alone when every row is IPv4. */
+function ipColumn(words: Uint32Array, n: number): Uint8Array | { v4: Uint8Array } {
+  for (let i = 0; i < n; i++) if (words[4 * i] !== 0 || words[4 * i + 1] !== 0 || words[4 * i + 2] !== 0xffff) return bytesOf(words);
+  const last = new Uint32Array(n);
+  for (let i = 0; i < n; i++) last[i] = words[4 * i + 3]!;
+  return { v4: bytesOf(last) };
+}
+
 /** Encodes a block of rows (already valid) for the wire. */
 export function encodeColumns(block: RowBlock): ColumnBlock {
   const n = block.length;
@@ -111,7 +120,9 @@ export function encodeColumns(block: RowBlock): ColumnBlock {
       const a = col as Uint8Array | Uint16Array | Uint32Array | Float64Array;
       const l = lanes(fl.type);
       const exact = a.length === n * l ? a : a.subarray(0, n * l);
-      return fl.type === "str" ? strColumn(exact as Uint32Array, block.dicts[k]!, n) : bytesOf(exact);
+      if (fl.type === "str") return strColumn(exact as Uint32Array, block.dicts[k]!, n);
+      if (fl.type === "ip") return ipColumn(exact as Uint32Array, n);
+      return bytesOf(exact);
     }),
   };
 }
@@ -140,6 +151,17 @@ function bad(where: string, msg: string): never {
 /** Validates one encoded column; returns what the row builder reads (and the dictionary of a string column). */
 function checkColumn(spec: FieldSpec, col: unknown, n: number, where: string): { col: unknown; dict: string[] | null } {
   const w = `${where}.${spec.name}`;
+  if (spec.type === "ip" && col !== null && typeof col === "object" && !(col instanceof Uint8Array)) {
+    const v4 = (col as { v4?: unknown }).v4;
+    if (!(v4 instanceof Uint8Array) || v4.byteLength !== 4 * n) bad(w, `expected {v4} with ${4 * n} bytes`);
+    const last = typed(Uint32Array, v4);
+    const words = new Uint32Array(4 * n);
+    for (let i = 0; i < n; i++) {
+      words[4 * i + 2] = 0xffff;
+      words[4 * i + 3] = last[i]!;
+    }
+    return { col: words, dict: null };
+  }
   const width = WIDTH[spec.type];
   if (width !== undefined) {
     if (!(col instanceof Uint8Array) || col.byteLength !== n * width) bad(w, `expected ${n * width} bytes of ${spec.type}`);

@@ -28,6 +28,8 @@ export interface StateDelta {
   gen: number;
   upserts: Blocks;
   deletes: Partial<Record<TableName, string[]>>;
+  /** On a full snapshot's chunks: the rows the whole snapshot holds per table (a receiver sizes its tables once). */
+  sizes?: Partial<Record<TableName, number>>;
 }
 
 export function emptyTables(): Tables {

@@ -120,17 +120,19 @@ class ColumnTable {
   }
 
   /** Makes room for `want` rows. */
-  private reserve(want: number): void {
+  reserve(want: number): void {
     if (want <= this.cap) return;
     const cap = Math.max(want, this.cap * 2, 64);
-    TABLES[this.name].fields.forEach((f, k) => {
-      const T = TYPED_COLUMN[f.type];
-      if (!T) return;
-      const l = lanes(f.type);
-      const next = new T(cap * l);
-      next.set((this.cols[k] as TypedColumn).subarray(0, this.n * l));
-      this.cols[k] = next;
+    // New arrays: a snapshot sharing the old ones keeps them.
+    this.cols = this.cols.map((c, k) => {
+      if (Array.isArray(c)) return this.shared ? c.slice() : c;
+      const type = TABLES[this.name].fields[k]!.type;
+      const l = lanes(type);
+      const next = new TYPED_COLUMN[type]!(cap * l);
+      next.set((c as TypedColumn).subarray(0, this.n * l));
+      return next;
     });
+    this.shared = false;
     const h = new Uint32Array(cap);
     h.set(this.hashes.subarray(0, this.n));
     this.hashes = h;
@@ -418,6 +420,11 @@ export class TableSet {
       if (block?.length) this.table(t).append(block);
     }
     return this.gen;
+  }
+
+  /** Makes room for this many rows per table (a full snapshot's announced sizes): its chunks then append without regrowing. */
+  reserve(sizes: Partial<Record<TableName, number>>): void {
+    for (const t of TABLE_NAMES) if (sizes[t]) this.table(t).reserve(sizes[t]!);
   }
 
   /** Indexes up to `max` appended rows; returns how many remain (0: fully indexed). */

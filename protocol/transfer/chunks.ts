@@ -2,9 +2,11 @@
  * The messages of the state data path. A round (a full snapshot or a delta)
  * is a sequence of `chunk` messages followed by one `seal`:
  *
- *   chunk  { round, baseGen, gen, blocks: ColumnBlock[], deletes, zones, seal? }
+ *   chunk  { round, baseGen, gen, blocks: ColumnBlock[], deletes, zones, sizes?, seal? }
  *   seal   { round, baseGen, gen, chunks, digest, tables, final }
  *
+ * A full snapshot's chunks carry `sizes`, the rows of the whole snapshot per
+ * table, so the receiver sizes its tables once instead of growing them.
  * A round small enough for one message sends a single chunk that carries
  * its seal inline (one round trip; the receiver answers `{ seal }`).
  * Each is a NATS request answered with an ack, so the sender knows what
@@ -19,6 +21,9 @@ import type { StateDelta } from "../state/model.js";
 import { isTableName, type TableName } from "../state/tables.js";
 
 export const CHUNK_KIND = "chunk";
+
+/** The most rows a full snapshot may announce for one table. */
+export const MAX_TABLE_ROWS = 16_000_000;
 export const SEAL_KIND = "seal";
 
 export interface ChunkBody {
@@ -74,7 +79,14 @@ export function parseChunk(body: unknown, vmId: string): { chunk: Omit<ChunkBody
     zones[ifaceId] = z;
   }
   const seal = o.seal === undefined || o.seal === null ? null : parseSeal(o.seal);
-  return { chunk: { ...g, deletes, zones }, delta: { vmId, baseGen: g.baseGen, gen: g.gen, upserts, deletes }, seal };
+  const sizes: Partial<Record<TableName, number>> = {};
+  for (const [t, n] of Object.entries(asObject(o.sizes ?? {}, "chunk.sizes"))) {
+    if (!isTableName(t)) throw new BadRequestError(`chunk.sizes has unknown table "${t}"`);
+    if (typeof n !== "number" || !Number.isInteger(n) || n < 0 || n > MAX_TABLE_ROWS) throw new BadRequestError(`chunk.sizes.${t} must be a row count from 0 to ${MAX_TABLE_ROWS}`);
+    sizes[t] = n;
+  }
+  const delta: StateDelta = { vmId, baseGen: g.baseGen, gen: g.gen, upserts, deletes, ...(Object.keys(sizes).length ? { sizes } : {}) };
+  return { chunk: { ...g, deletes, zones }, delta, seal };
 }
 
 export function parseSeal(body: unknown): SealBody {

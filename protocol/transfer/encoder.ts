@@ -47,6 +47,7 @@ function estimate(block: ColumnBlock): number {
   for (const col of block.c) {
     if (col instanceof Uint8Array) n += col.byteLength + 5;
     else if (Array.isArray(col)) n += JSON.stringify(col).length + 5;
+    else if ("v4" in (col as object)) n += (col as { v4: Uint8Array }).v4.byteLength + 8;
     else if ("s" in (col as object)) {
       for (const str of (col as { s: string[] }).s) n += str.length * 3 + 2;
     } else {
@@ -60,7 +61,9 @@ function estimate(block: ColumnBlock): number {
 
 /** The round's messages in send order; the last one seals it. */
 export function* encodeRound(delta: StateDelta, h: RoundHeader, maxBytes: number): Generator<EncodedMessage> {
-  const header = { round: h.round, baseGen: delta.baseGen, gen: delta.gen, zones: h.zones };
+  const sizes: Partial<Record<TableName, number>> = {};
+  if (delta.baseGen === null) for (const t of TABLE_NAMES) if (delta.upserts[t]?.length) sizes[t] = delta.upserts[t]!.length;
+  const header = { round: h.round, baseGen: delta.baseGen, gen: delta.gen, zones: h.zones, ...(delta.baseGen === null ? { sizes } : {}) };
   const seal: SealBody = { round: h.round, baseGen: delta.baseGen, gen: delta.gen, chunks: 0, digest: h.digest, tables: h.tables, final: h.final };
   let seq = h.seqBase;
   const envelope = (kind: string, body: unknown): Uint8Array =>

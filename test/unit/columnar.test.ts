@@ -154,6 +154,13 @@ test("columnar - ip columns carry IPv4 and IPv6 addresses as 16 bytes a row, rea
   ];
   const block = encodeBlock("conntrack", rows);
   assert.equal((block.c[colIndex("conntrack", "origSrc")] as Uint8Array).byteLength, 32);
+  // A column of IPv4 addresses only goes as one word a row.
+  const v4 = encodeBlock("conntrack", [rows[0]!, rows[0]!]);
+  assert.equal((v4.c[colIndex("conntrack", "origDst")] as { v4: Uint8Array }).v4.byteLength, 8);
+  assert.deepEqual(decodeBlock(unpack(pack(v4))).rows, [rows[0], rows[0]]);
+  const c4 = [...v4.c];
+  c4[colIndex("conntrack", "origDst")] = { v4: new Uint8Array(7) };
+  rejects(() => decodeBlock({ ...v4, c: c4 }), /origDst: expected \{v4\} with 8 bytes/);
   const out = decodeBlock(unpack(pack(block))).rows as unknown as ConntrackRow[];
   assert.deepEqual(out[0], rows[0]);
   assert.deepEqual([out[1]!.origSrc, out[1]!.origDst, out[1]!.replySrc, out[1]!.replyDst], ["2001:db8::1", "fd00::12:0:0:1", "198.18.0.9", "::"]);

@@ -254,7 +254,10 @@ export class MemoryBackend implements Backend {
     // A full snapshot's chunks hold distinct rows not staged yet: appended
     // without key lookups (the agent discards the area before a full round).
     const full = delta.baseGen === null && Object.values(delta.deletes).every((keys) => !keys?.length);
-    if (full) s.set.append(stored);
+    if (full) {
+      if (delta.sizes) s.set.reserve(delta.sizes);
+      s.set.append(stored);
+    }
     else s.set.apply(stored);
     const wasSealed = s.sealed;
     s.sealed = false;
