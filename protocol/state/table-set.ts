@@ -398,6 +398,7 @@ export class TableSet {
       for (const key of change.deletes[t] ?? []) if (tab.remove(key)) this.note(t, key);
       const block = change.upserts[t];
       if (block) {
+        tab.reserve(tab.n + block.length);
         for (let i = 0; i < block.length; i++) this.note(t, tab.upsert(block, i));
         tab.trimPool();
       }

@@ -39,7 +39,10 @@ export interface EncodedMessage {
 }
 
 const DELETE_KEYS_PER_CHUNK = 8192;
-const FIRST_SLICE_ROWS = 2048;
+/** Rows encoded to measure a table's bytes per row. */
+const SAMPLE_ROWS = 256;
+/** A chunk with room for fewer rows of the next table than this is sent first. */
+const MIN_SLICE_ROWS = 64;
 
 /** A cheap upper estimate of a block's encoded size, bytes. */
 function estimate(block: ColumnBlock): number {
@@ -89,17 +92,26 @@ export function* encodeRound(delta: StateDelta, h: RoundHeader, maxBytes: number
     pendingRows = 0;
   }
 
+  // Each table's rows go in slices sized from a sample's bytes per row to
+  // fill the room left in the chunk, so a chunk holds at most one block per
+  // table (the receiver need not join blocks); a slice that overshoots is halved.
   for (const table of TABLE_NAMES) {
     const all = delta.upserts[table];
-    if (!all) continue;
+    if (!all?.length) continue;
+    const sample = Math.min(all.length, SAMPLE_ROWS);
+    let perRow = estimate(encodeColumns(all.slice(0, sample))) / sample;
     let i = 0;
-    let perChunk = FIRST_SLICE_ROWS;
     while (i < all.length) {
-      const slice = all.slice(i, i + perChunk);
+      let room = Math.floor((maxBytes * 0.9 - pendingBytes) / perRow);
+      if (room < Math.min(MIN_SLICE_ROWS, all.length - i) && pendingRows > 0) {
+        yield* cut();
+        room = Math.floor((maxBytes * 0.9) / perRow);
+      }
+      const slice = all.slice(i, i + Math.max(1, room));
       const block = encodeColumns(slice);
       const size = estimate(block);
-      if (size > maxBytes && slice.length > 1) {
-        perChunk = Math.max(1, Math.floor(slice.length / 2));
+      if (pendingBytes + size > maxBytes && slice.length > 1) {
+        perRow = Math.max(perRow * 1.25, size / slice.length);
         continue;
       }
       if (pendingBytes + size > maxBytes) yield* cut();
@@ -107,7 +119,7 @@ export function* encodeRound(delta: StateDelta, h: RoundHeader, maxBytes: number
       pendingBytes += size;
       pendingRows += slice.length;
       i += slice.length;
-      perChunk = Math.max(1, Math.floor((maxBytes * 0.9) / (size / slice.length)));
+      if (i < all.length) yield* cut();
     }
   }
   for (const table of TABLE_NAMES) {
