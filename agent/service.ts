@@ -10,7 +10,7 @@
  */
 import type { Msg, NatsConnection, Subscription } from "nats";
 import {
-  AgentOp, AGENT_OPS, parseExportRequest, parsePrepareRequest, parseTransferRequest, parseWriteRequest,
+  AgentOp, AGENT_OPS, parseExportRequest, parsePrepareRequest, parseTransferRequest, parseWriteRequest, wallClockMs,
   type ActivateReply, type DescribeReply, type ExportReply, type FreezeReply, type InventoryReply, type TransferReply, type VmInfo, type WriteReply,
 } from "../protocol/agent-api.js";
 import { decodeBlocks } from "../protocol/codec/columnar.js";
@@ -288,10 +288,11 @@ export class Agent {
       throw new NotStagedError(`VM ${env.vmId} has no sealed staged state for migration ${env.migrationId} on host ${this.hostId}`, { vmId: env.vmId, migrationId: env.migrationId, hostId: this.hostId });
     }
     const v = await this.backend.activate(env.vmId, env.migrationId);
+    const activatedAtMs = wallClockMs();
     this.receivers.delete(env.migrationId);
     this.epochs.update(env.vmId, { releasedBy: undefined, frozenBy: undefined });
     this.log.info({ vmId: env.vmId, migrationId: env.migrationId, epoch: env.epoch, digest: v.digest }, "VM activated");
-    return { digest: v.digest, gen: v.gen };
+    return { digest: v.digest, gen: v.gen, activatedAtMs };
   }
 
   private async abort(env: Envelope): Promise<{ ok: true }> {
@@ -315,8 +316,11 @@ export class Agent {
     checkHostId(req.dstHostId, "transfer request.dstHostId");
     this.fence(env, "transfer");
     const v = await this.liveOrThrow(env.vmId, false);
-    if (req.freeze && !v.frozen) await this.freezeVm(env);
-    else if (req.final && !v.frozen) throw new WrongPhaseError(`the final transfer of VM ${env.vmId} needs it frozen first`, { vmId: env.vmId, migrationId: env.migrationId });
+    let frozenAtMs: number | undefined;
+    if (req.freeze && !v.frozen) {
+      await this.freezeVm(env);
+      frozenAtMs = wallClockMs();
+    } else if (req.final && !v.frozen) throw new WrongPhaseError(`the final transfer of VM ${env.vmId} needs it frozen first`, { vmId: env.vmId, migrationId: env.migrationId });
     const read = await this.backend.read(env.vmId, req.sinceGen);
     const zones = await this.backend.portZones(env.vmId);
     const sent = await sendRound(this.nc, read, {
@@ -324,7 +328,7 @@ export class Agent {
       round: req.round, seqBase: req.round * ROUND_SEQ_SPAN, final: req.final, digest: read.digest, tables: read.tables, zones,
       ...(req.maxChunkBytes ? { maxChunkBytes: req.maxChunkBytes } : {}), ...(req.window ? { window: req.window } : {}), ...(req.timeoutMs ? { timeoutMs: req.timeoutMs } : {}),
     });
-    return { baseGen: read.baseGen, gen: read.gen, rows: sent.rows, bytes: sent.bytes, chunks: sent.chunks, durationMs: sent.durationMs, digest: read.digest };
+    return { baseGen: read.baseGen, gen: read.gen, rows: sent.rows, bytes: sent.bytes, chunks: sent.chunks, durationMs: sent.durationMs, digest: read.digest, ...(frozenAtMs !== undefined ? { frozenAtMs } : {}) };
   }
 
   private async freeze(env: Envelope): Promise<FreezeReply> {

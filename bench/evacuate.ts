@@ -8,7 +8,7 @@ import { unaryCall } from "../cli/client.js";
 import { generateVmState } from "../protocol/state/generate.js";
 import { Cluster } from "../test/harness/cluster.js";
 import { waitFor } from "../test/harness/wait.js";
-import { CHURN } from "./freeze.js";
+import { CHURN, stateFrozenMs } from "./freeze.js";
 import { percentile } from "./stats.js";
 
 export interface EvacuationResult {
@@ -18,9 +18,13 @@ export interface EvacuationResult {
   done: number;
   failed: number;
   totalMs: number;
+  /** Per-VM freeze window by the agents' clocks. */
   freezeP50Ms: number;
   freezeP99Ms: number;
   freezeMaxMs: number;
+  /** The coordinator's view of the same windows. */
+  coordinatorP50Ms: number;
+  coordinatorP99Ms: number;
 }
 
 export async function benchEvacuation(vms: number, conntrack: number, concurrency: number, log: (s: string) => void): Promise<EvacuationResult> {
@@ -35,6 +39,7 @@ export async function benchEvacuation(vms: number, conntrack: number, concurrenc
       return (res.hosts.find((h) => h.host_id === "host-a")?.vms.length ?? 0) === vms;
     }, { what: `host-a to report ${vms} VMs`, timeoutMs: 30_000 });
     const freeze: number[] = [];
+    const coordinator: number[] = [];
     const last = await new Promise<EvacuationEvent__Output>((resolve, reject) => {
       const stream = (c.client as unknown as { EvacuateHost: (req: object) => ClientReadableStream<EvacuationEvent__Output> }).EvacuateHost({
         src_host: "host-a", dst_hosts: ["host-b", "host-c"], concurrency, options: {},
@@ -42,7 +47,10 @@ export async function benchEvacuation(vms: number, conntrack: number, concurrenc
       let end: EvacuationEvent__Output | null = null;
       stream.on("data", (ev: EvacuationEvent__Output) => {
         const m = ev.migration;
-        if (m && m.phase === "DONE") freeze.push(m.progress!.freeze_window_ms);
+        if (m && m.phase === "DONE") {
+          freeze.push(stateFrozenMs(m as never));
+          coordinator.push(m.progress!.freeze_window_ms);
+        }
         if (ev.finished) end = ev;
         else if (ev.done % 10 === 0 && m) log(`  ${ev.done}/${ev.total} done`);
       });
@@ -52,6 +60,7 @@ export async function benchEvacuation(vms: number, conntrack: number, concurrenc
     return {
       vms, conntrackPerVm: conntrack, concurrency, done: last.done, failed: last.failed, totalMs: last.elapsed_ms,
       freezeP50Ms: percentile(freeze, 50), freezeP99Ms: percentile(freeze, 99), freezeMaxMs: Math.max(...freeze),
+      coordinatorP50Ms: percentile(coordinator, 50), coordinatorP99Ms: percentile(coordinator, 99),
     };
   } finally {
     await c.close();

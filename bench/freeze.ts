@@ -15,9 +15,13 @@ export interface FreezeRun {
   /** Rows in the VM, every table. */
   rows: number;
   migrations: number;
+  /** Freeze window by the agents' clocks (source frozen → destination live; one host: one clock). */
   p50Ms: number;
   p99Ms: number;
   maxMs: number;
+  /** The coordinator's view of the same windows (freeze sent → activation reply received). */
+  coordinatorP50Ms: number;
+  coordinatorP99Ms: number;
   /** Median rows in the final delta. */
   finalRows: number;
   /** Median whole-migration time, ms. */
@@ -44,12 +48,20 @@ export interface SizeResult {
 export const CHURN = "1%";
 export const VM_SHAPE = { fdb: 4000, acls: 1000 } as const;
 
+/** A migration's freeze window by the agents' clocks (the coordinator's bound when the agents gave none). */
+export function stateFrozenMs(m: Migration__Output): number {
+  const p = m.progress!;
+  return p.state_frozen_ms > 0 ? p.state_frozen_ms : p.freeze_window_ms;
+}
+
 function summarize(conntrack: number, rows: number, ms: Migration__Output[]): FreezeRun {
-  const fw = ms.map((m) => m.progress!.freeze_window_ms);
+  const fw = ms.map((m) => stateFrozenMs(m));
+  const cw = ms.map((m) => m.progress!.freeze_window_ms);
   const fin = ms.map((m) => Number(m.progress!.final_rows));
   return {
     conntrack, rows, migrations: ms.length,
     p50Ms: percentile(fw, 50), p99Ms: percentile(fw, 99), maxMs: Math.max(...fw),
+    coordinatorP50Ms: percentile(cw, 50), coordinatorP99Ms: percentile(cw, 99),
     finalRows: percentile(fin, 50), totalMs: percentile(ms.map((m) => m.progress!.total_ms), 50),
     correct: ms.every((m) => m.phase === "DONE" && m.progress!.src_digest !== "" && m.progress!.src_digest === m.progress!.dst_digest),
     bytes: percentile(ms.map((m) => Number(m.progress!.bytes_sent)), 50),
@@ -86,7 +98,7 @@ export async function benchSize(conntrack: number, reps: { precopy: number; stop
       const res = await unaryCall<object, { hosts: { host_id: string; vms: string[] }[] }>(c.client, "ListHosts", {});
       return res.hosts.some((h) => h.host_id === "host-a" && h.vms.includes(vmId));
     }, { what: `host-a to report ${vmId}`, timeoutMs: 15_000 });
-    const note = (kind: string) => (m: Migration__Output) => log(`  ${kind} ${m.src_host}→${m.dst_host}: freeze ${m.progress!.freeze_window_ms.toFixed(2)} ms, final delta ${m.progress!.final_rows} rows, total ${m.progress!.total_ms.toFixed(0)} ms`);
+    const note = (kind: string) => (m: Migration__Output) => log(`  ${kind} ${m.src_host}→${m.dst_host}: freeze ${stateFrozenMs(m).toFixed(2)} ms (coordinator ${m.progress!.freeze_window_ms.toFixed(2)} ms), final delta ${m.progress!.final_rows} rows, total ${m.progress!.total_ms.toFixed(0)} ms`);
     const pre = await migrateMany(c, vmId, reps.precopy, {}, note("pre-copy"));
     const stop = await migrateMany(c, vmId, reps.stopAndCopy, { stop_and_copy: true, freeze_budget_ms: 60_000 }, note("stop-and-copy"));
     const stopRun = summarize(conntrack, rows, stop);

@@ -46,7 +46,7 @@ export function migrationSummary(m: Migration__Output): string {
     lines.push(
       `  rounds         ${p.round + 1} (final delta ${Number(p.final_rows).toLocaleString("en")} entries)`,
       `  moved          ${Number(p.rows_sent).toLocaleString("en")} entries, ${bytes(Number(p.bytes_sent))} in ${p.chunks_sent} messages`,
-      `  freeze window  ${p.freeze_window_ms > 0 ? ms(p.freeze_window_ms) : "-"}`,
+      `  freeze window  ${p.freeze_window_ms > 0 ? `${ms(p.state_frozen_ms > 0 ? p.state_frozen_ms : p.freeze_window_ms)} (state frozen on the source → live on the destination; ${ms(p.freeze_window_ms)} from the coordinator's freeze to its activation reply)` : "-"}`,
       `  total          ${ms(p.total_ms)}`,
       `  digest         source ${p.src_digest || "-"}  destination ${p.dst_digest || "-"}${p.src_digest && p.src_digest === p.dst_digest ? "  ✓ match" : ""}`,
     );

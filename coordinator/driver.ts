@@ -248,8 +248,11 @@ export class MigrationDriver {
     const act = await this.deps.agents.activate(this.target("dst", r().epoch + 1));
     const tActive = performance.now();
     const freezeWindowMs = tActive - t0;
-    const steps = `freeze + final delta ${(tFinal - t0).toFixed(1)}, commit ${(tCommit - tFinal).toFixed(1)}, activate ${(tActive - tCommit).toFixed(1)} ms`;
-    await this.save({ phase: Phase.Activated, progress: this.progress({ freezeWindowMs, dstDigest: act.digest }) }, `active on ${r().dst} after a ${freezeWindowMs.toFixed(1)} ms freeze window (${steps})`);
+    // The agents' own account: the source's freeze to the destination's activation.
+    const agents = typeof final.frozenAtMs === "number" && typeof act.activatedAtMs === "number" ? act.activatedAtMs - final.frozenAtMs : NaN;
+    const stateFrozenMs = Number.isFinite(agents) && agents > 0 && agents <= freezeWindowMs ? agents : 0;
+    const steps = `freeze + final delta ${(tFinal - t0).toFixed(1)}, commit ${(tCommit - tFinal).toFixed(1)}, activate ${(tActive - tCommit).toFixed(1)} ms${stateFrozenMs ? `; ${stateFrozenMs.toFixed(1)} ms by the agents' clocks` : ""}`;
+    await this.save({ phase: Phase.Activated, progress: this.progress({ freezeWindowMs, stateFrozenMs, dstDigest: act.digest }) }, `active on ${r().dst} after a ${freezeWindowMs.toFixed(1)} ms freeze window (${steps})`);
     if (act.digest !== r().progress.srcDigest) this.deps.log.error({ migrationId: this.id, src: r().progress.srcDigest, dst: act.digest }, "activated digest differs from the source's");
     await this.setOwner(r().dst, r().epoch + 1, r().id);
   }

@@ -28,6 +28,8 @@ export interface Progress {
   lastRoundRows: number;
   finalRows: number;
   freezeWindowMs: number;
+  /** The freeze window by the agents' clocks: the source's freeze to the destination's activation; 0 when unknown. */
+  stateFrozenMs: number;
   precopyMs: number;
   totalMs: number;
   srcDigest: string;
@@ -81,7 +83,7 @@ export function newMigrationId(): string {
 }
 
 export function emptyProgress(): Progress {
-  return { round: 0, rowsSent: 0, bytesSent: 0, chunksSent: 0, lastRoundRows: 0, finalRows: 0, freezeWindowMs: 0, precopyMs: 0, totalMs: 0, srcDigest: "", dstDigest: "" };
+  return { round: 0, rowsSent: 0, bytesSent: 0, chunksSent: 0, lastRoundRows: 0, finalRows: 0, freezeWindowMs: 0, stateFrozenMs: 0, precopyMs: 0, totalMs: 0, srcDigest: "", dstDigest: "" };
 }
 
 /** Checks a record read from KV; null if it is not a well-formed record. */

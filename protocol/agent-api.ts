@@ -104,6 +104,18 @@ export interface TransferReply {
   chunks: number;
   durationMs: number;
   digest: string;
+  /** When this transfer froze the VM: the moment it stopped taking changes (`wallClockMs`). */
+  frozenAtMs?: number;
+}
+
+/**
+ * Wall-clock time in ms with sub-ms resolution. Freeze and activation times
+ * are reported with it, so the freeze window can be measured exactly where
+ * it happens: on one host the two agents share this clock; across hosts it
+ * is as good as their clock synchronisation.
+ */
+export function wallClockMs(): number {
+  return performance.timeOrigin + performance.now();
 }
 
 export interface FreezeReply {
@@ -115,6 +127,8 @@ export interface FreezeReply {
 export interface ActivateReply {
   digest: string;
   gen: number;
+  /** When the state went live (`wallClockMs`). */
+  activatedAtMs: number;
 }
 
 export interface ExportRequest {

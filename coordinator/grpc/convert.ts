@@ -11,7 +11,7 @@ export function migrationToProto(r: MigrationRecord): Migration {
     options: { freeze_budget_ms: r.options.freezeBudgetMs, max_precopy_rounds: r.options.maxPrecopyRounds, converge_rows: r.options.convergeRows, stop_and_copy: r.options.stopAndCopy, timeout_ms: r.options.timeoutMs },
     progress: {
       round: p.round, rows_sent: String(p.rowsSent), bytes_sent: String(p.bytesSent), chunks_sent: String(p.chunksSent), last_round_rows: String(p.lastRoundRows),
-      freeze_window_ms: p.freezeWindowMs, precopy_ms: p.precopyMs, total_ms: p.totalMs, src_digest: p.srcDigest, dst_digest: p.dstDigest, final_rows: String(p.finalRows),
+      freeze_window_ms: p.freezeWindowMs, state_frozen_ms: p.stateFrozenMs ?? 0, precopy_ms: p.precopyMs, total_ms: p.totalMs, src_digest: p.srcDigest, dst_digest: p.dstDigest, final_rows: String(p.finalRows),
     },
     error: r.error ? { code: r.error.code, message: r.error.message } : null,
     history: r.history.map((h) => ({ phase: h.phase, at_ms: String(h.atMs), note: h.note ?? "" })),

@@ -26,6 +26,8 @@ test("migration - every kind of state survives A→B exactly, the source keeps o
   assert.equal(m.src_host, "host-a");
   assert.equal(m.progress?.src_digest, digest);
   assert.equal(m.progress?.dst_digest, digest);
+  // The agents' account of the freeze window (one host, one clock) lies inside the coordinator's.
+  assert.ok(m.progress!.state_frozen_ms > 0 && m.progress!.state_frozen_ms <= m.progress!.freeze_window_ms, `state frozen ${m.progress!.state_frozen_ms} ms, coordinator's window ${m.progress!.freeze_window_ms} ms`);
   assert.deepEqual(m.history.map((h) => h.phase), ["PENDING", "PRECOPY", "FROZEN", "TRANSFERRED", "COMMITTED", "ACTIVATED", "RELEASED", "DONE"]);
 
   const onB = await c.exportVm("vm-e2e-1");
