@@ -74,6 +74,9 @@ class ColumnTable {
   dicts: Dicts;
   /** `cols` are shared with a block handed out by `snapshot`: copy them before any change. */
   private shared = false;
+  /** The private copy being made a slice at a time (`unshareSome`), and how many rows it holds. */
+  private copy: Columns | null = null;
+  private copied = 0;
 
   constructor(readonly name: TableName, private readonly digest: StateDigest) {
     this.code = ROW_CODE[name];
@@ -107,16 +110,37 @@ class ColumnTable {
 
   /** Copies the columns a snapshot shares, so a change does not reach it (copy on write). */
   private own(): void {
-    if (!this.shared) return;
+    if (this.shared) this.unshareSome(Infinity);
+  }
+
+  /**
+   * Copies up to `max` more rows of shared columns into private ones; once
+   * all are copied the table uses them and the snapshot keeps the old ones.
+   * Done a slice per event-loop turn after a full read, it leaves nothing to
+   * copy when the next change comes. Returns the rows left to copy.
+   */
+  unshareSome(max: number): number {
+    if (!this.shared) return 0;
     const fields = TABLES[this.name].fields;
-    this.cols = this.cols.map((c, k) => {
-      if (Array.isArray(c)) return c.slice();
-      const T = TYPED_COLUMN[fields[k]!.type]!;
-      const next = new T((c as TypedColumn).length);
-      next.set((c as TypedColumn).subarray(0, this.n * lanes(fields[k]!.type)));
-      return next;
+    this.copy ??= this.cols.map((c, k) => (Array.isArray(c) ? [] : new (TYPED_COLUMN[fields[k]!.type]!)((c as TypedColumn).length)));
+    const to = Math.min(this.n, this.copied + max);
+    fields.forEach((f, k) => {
+      const src = this.cols[k]!;
+      const dst = this.copy![k]!;
+      if (Array.isArray(src)) {
+        for (let i = this.copied; i < to; i++) (dst as unknown[]).push(src[i]);
+      } else {
+        const l = lanes(f.type);
+        (dst as TypedColumn).set((src as TypedColumn).subarray(this.copied * l, to * l), this.copied * l);
+      }
     });
+    this.copied = to;
+    if (to < this.n) return this.n - to;
+    this.cols = this.copy;
+    this.copy = null;
+    this.copied = 0;
     this.shared = false;
+    return 0;
   }
 
   /** Makes room for `want` rows. */
@@ -133,6 +157,8 @@ class ColumnTable {
       return next;
     });
     this.shared = false;
+    this.copy = null;
+    this.copied = 0;
     const h = new Uint32Array(cap);
     h.set(this.hashes.subarray(0, this.n));
     this.hashes = h;
@@ -367,6 +393,8 @@ class ColumnTable {
     this.dicts = this.dictsOf(this.pool);
     this.cols = allocateColumns(this.name, 0);
     this.shared = false;
+    this.copy = null;
+    this.copied = 0;
     this.cap = 0;
     this.hashes = new Uint32Array(0);
     this.n = 0;
@@ -398,7 +426,8 @@ export class TableSet {
       for (const key of change.deletes[t] ?? []) if (tab.remove(key)) this.note(t, key);
       const block = change.upserts[t];
       if (block) {
-        tab.reserve(tab.n + block.length);
+        // A bulk write grows the table once; small ones (most rows replace others) grow it as needed.
+        if (block.length >= 4096) tab.reserve(tab.n + block.length);
         for (let i = 0; i < block.length; i++) this.note(t, tab.upsert(block, i));
         tab.trimPool();
       }
@@ -423,9 +452,23 @@ export class TableSet {
     return this.gen;
   }
 
+  /** Copies up to `max` rows of columns shared with a full read (see ColumnTable.unshareSome); returns how many remain. */
+  unshareSome(max: number): number {
+    let left = max;
+    let remaining = 0;
+    for (const tab of this.byName.values()) {
+      const before = tab.unshareSome(0);
+      const after = tab.unshareSome(left);
+      left -= before - after;
+      remaining += after;
+    }
+    return remaining;
+  }
+
   /** Makes room for this many rows per table (a full snapshot's announced sizes): its chunks then append without regrowing. */
   reserve(sizes: Partial<Record<TableName, number>>): void {
-    for (const t of TABLE_NAMES) if (sizes[t]) this.table(t).reserve(sizes[t]!);
+    // An eighth more, so the first rows added later do not copy the whole table.
+    for (const t of TABLE_NAMES) if (sizes[t]) this.table(t).reserve(sizes[t]! + (sizes[t]! >> 3));
   }
 
   /** Indexes up to `max` appended rows; returns how many remain (0: fully indexed). */

@@ -381,3 +381,22 @@ test("table-set - blocks from full() keep the rows of their time while the set c
   assert.equal(after.conntrack!.length, ct.length - 1);
   assert.equal(after.conntrack!.rows().find((r) => keyOf("conntrack", r) === keyOf("conntrack", ct[0]))!.timeoutSec, 1);
 });
+
+test("table-set - columns a full read shares are copied back a slice at a time, and a change midway finishes the copy first", () => {
+  const ct = generateVmState("vm-cow", { conntrack: 5000, seed: 4 }).tables.conntrack;
+  const want = norm({ upserts: blocksOf({ conntrack: ct }), deletes: {} });
+  for (const slices of [0, 1, 100]) {
+    const s = new TableSet();
+    s.apply({ upserts: blocksOf({ conntrack: ct }), deletes: {} });
+    const before = s.full();
+    let left = Infinity;
+    for (let i = 0; i < slices && left > 0; i++) left = s.unshareSome(1000);
+    if (slices === 100) assert.equal(left, 0, "5000 rows copied in slices of 1000");
+    if (slices === 1) assert.equal(left, 4000);
+    s.apply({ upserts: blocksOf({ conntrack: [{ ...ct[0]!, timeoutSec: 2 }] }), deletes: { conntrack: [keyOf("conntrack", ct[1])] } });
+    assert.deepEqual(norm({ upserts: { conntrack: before.conntrack! }, deletes: {} }), want, `after ${slices} slices`);
+    assert.equal((s.get("conntrack", keyOf("conntrack", ct[0])) as { timeoutSec: number }).timeoutSec, 2);
+    assert.equal(s.count("conntrack"), ct.length - 1);
+    assert.equal(s.unshareSome(10), 0, "nothing shared after a change");
+  }
+});

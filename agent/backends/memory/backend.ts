@@ -56,6 +56,8 @@ type Row = Record<string, unknown>;
 
 /** Rows indexed per event-loop turn in the background (a few ms). */
 const INDEX_SLICE_ROWS = 2048;
+/** Rows copied per event-loop turn when a full read left a set's columns shared (about a millisecond). */
+const UNSHARE_SLICE_ROWS = 16384;
 
 export class MemoryBackend implements Backend {
   readonly kind = "memory";
@@ -154,6 +156,9 @@ export class MemoryBackend implements Backend {
     if (sinceGen === null) {
       if (track && !l.set.tracking) l.set.startTracking();
       delta = { vmId, baseGen: null, gen: l.set.gen, upserts: l.set.full(), deletes: {} };
+      // The read shares the set's columns; copy them back a slice at a time
+      // now, so the next write (maybe in a freeze window) has nothing to copy.
+      void this.inBackground(l.set);
     } else {
       const c = l.set.since(sinceGen);
       delta = { vmId, baseGen: sinceGen, gen: l.set.gen, upserts: c.upserts, deletes: c.deletes };
@@ -274,21 +279,21 @@ export class MemoryBackend implements Backend {
     if (!s) throw new BadRequestError(`nothing is staged for VM ${vmId} under ${stagingId}`, { vmId });
     s.sealed = true;
     s.file?.append(s.set, null, { sealed: true });
-    void this.indexInBackground(s.set);
+    void this.inBackground(s.set);
   }
 
   /**
-   * Builds the key index of rows a full snapshot appended, a slice per
-   * event-loop turn, so no one turn pays for the whole table. Resolves once
-   * the set is fully indexed.
+   * Builds the key index of rows a full snapshot appended, and copies
+   * columns a full read left shared, a slice per event-loop turn, so no one
+   * turn pays for the whole table. Resolves once both are done.
    */
-  private indexInBackground(set: TableSet): Promise<void> {
+  private inBackground(set: TableSet): Promise<void> {
     let p = this.indexing.get(set);
     if (p) return p;
     p = new Promise<void>((resolve) => {
       const step = (): void => {
         // A set that was discarded or removed meanwhile is not worth finishing.
-        if (this.closed || !this.holds(set) || set.indexSome(INDEX_SLICE_ROWS) === 0) {
+        if (this.closed || !this.holds(set) || set.unshareSome(UNSHARE_SLICE_ROWS) + set.indexSome(INDEX_SLICE_ROWS) === 0) {
           this.indexing.delete(set);
           return resolve();
         }
@@ -308,7 +313,7 @@ export class MemoryBackend implements Backend {
 
   /** Waits until a set can take keyed changes without indexing in one go. */
   private async indexed(set: TableSet): Promise<void> {
-    if (set.unindexed > 0) await this.indexInBackground(set);
+    if (set.unindexed > 0) await this.inBackground(set);
   }
 
   private stagedSummary(s: Staged): StagedSummary {
