@@ -6,7 +6,7 @@
  *
  *   <stateDir>/vms/<vmId>.{snap,journal}               live VMs
  *   <stateDir>/staged/<vmId>~<stagingId>.{snap,journal} staging areas
- *   <stateDir>/local-ids.json                           host-local ids
+ *   <stateDir>/local-ids.log                            host-local ids
  *
  * Unsealed staging areas are dropped on restart: the migration they belonged
  * to will be aborted or restarted with a full snapshot.
@@ -55,7 +55,7 @@ interface Staged {
 type Row = Record<string, unknown>;
 
 /** Rows indexed per event-loop turn in the background (a few ms). */
-const INDEX_SLICE_ROWS = 2048;
+const INDEX_SLICE_ROWS = 1024;
 /** Rows copied per event-loop turn when a full read left a set's columns shared (about a millisecond). */
 const UNSHARE_SLICE_ROWS = 16384;
 
@@ -73,7 +73,7 @@ export class MemoryBackend implements Backend {
   constructor(private readonly opts: MemoryBackendOptions) {
     this.vmsDir = opts.stateDir ? ensureDir(join(opts.stateDir, "vms")) : null;
     this.stagedDir = opts.stateDir ? ensureDir(join(opts.stateDir, "staged")) : null;
-    this.ids = new LocalIds(opts.stateDir ? join(opts.stateDir, "local-ids.json") : null, opts.firstZone ?? 1);
+    this.ids = new LocalIds(opts.stateDir ? join(opts.stateDir, "local-ids.log") : null, opts.firstZone ?? 1);
   }
 
   /** Compacts journals of live, unfrozen VMs that outgrew their snapshots. */
@@ -120,6 +120,7 @@ export class MemoryBackend implements Backend {
       l.file?.close();
     }
     for (const s of this.stagedAreas.values()) s.file?.close();
+    this.ids.close();
   }
 
   private addLive(vmId: string, set: TableSet, frozen: boolean, file: SetFile | null): Live {

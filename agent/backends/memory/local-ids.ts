@@ -2,8 +2,16 @@
  * Host-local identifiers of VM ports: interface name, OpenFlow port number
  * and conntrack zone. Each host allocates its own; a migration remaps the
  * source's to the destination's instead of copying them.
+ *
+ *   <stateDir>/local-ids.log   [ifaceId, ids] per assigned port, and the
+ *                              counters under "" (see keyed-log.ts)
+ *
+ * Ports are assigned while a migration stages its first round: an append
+ * each, never a rewrite of the whole table. A `local-ids.json` written by an
+ * older netmig is read once and folded into the log.
  */
-import { existsSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync, rmSync } from "node:fs";
+import { KeyedLog } from "../../keyed-log.js";
 
 export interface LocalPortIds {
   name: string;
@@ -11,50 +19,66 @@ export interface LocalPortIds {
   ctZone: number;
 }
 
+/** The next ids to hand out, kept under the key "". */
+interface NextIds {
+  nextOfport: number;
+  nextZone: number;
+}
+
+const COUNTERS = "";
+
+function isEntry(v: unknown): v is LocalPortIds | NextIds {
+  if (v === null || typeof v !== "object") return false;
+  const o = v as Record<string, unknown>;
+  return (typeof o.name === "string" && typeof o.ofport === "number" && typeof o.ctZone === "number") || (typeof o.nextOfport === "number" && typeof o.nextZone === "number");
+}
+
 export class LocalIds {
-  private readonly byIface = new Map<string, LocalPortIds>();
+  private readonly log: KeyedLog<LocalPortIds | NextIds>;
   private nextOfport = 1;
   private nextZone: number;
 
   /** `firstZone` lets hosts start from different zones (makes remapping visible). */
-  constructor(private readonly file: string | null, firstZone: number) {
+  constructor(file: string | null, firstZone: number) {
     this.nextZone = firstZone;
-    if (file && existsSync(file)) {
-      const saved = JSON.parse(readFileSync(file, "utf8")) as { ports: [string, LocalPortIds][]; nextOfport: number; nextZone: number };
-      for (const [k, v] of saved.ports) this.byIface.set(k, v);
-      this.nextOfport = saved.nextOfport;
-      this.nextZone = saved.nextZone;
+    this.log = new KeyedLog(file, isEntry);
+    const legacy = file?.replace(/\.log$/, ".json");
+    if (legacy && legacy !== file && existsSync(legacy)) {
+      const saved = JSON.parse(readFileSync(legacy, "utf8")) as { ports: [string, LocalPortIds][]; nextOfport: number; nextZone: number };
+      for (const [k, v] of saved.ports) if (k !== COUNTERS && !this.log.get(k)) this.log.set(k, v);
+      if (!this.log.get(COUNTERS)) this.log.set(COUNTERS, { nextOfport: saved.nextOfport, nextZone: saved.nextZone });
+      rmSync(legacy, { force: true });
+    }
+    const next = this.log.get(COUNTERS) as NextIds | undefined;
+    if (next) {
+      this.nextOfport = next.nextOfport;
+      this.nextZone = next.nextZone;
     }
   }
 
   get(ifaceId: string): LocalPortIds | undefined {
-    return this.byIface.get(ifaceId);
+    return ifaceId === COUNTERS ? undefined : (this.log.get(ifaceId) as LocalPortIds | undefined);
   }
 
   /** This host's ids for a port, allocated on first use. */
   assign(ifaceId: string): LocalPortIds {
-    let ids = this.byIface.get(ifaceId);
+    let ids = this.get(ifaceId);
     if (!ids) {
       const ofport = this.nextOfport++;
       const ctZone = this.nextZone;
       this.nextZone = this.nextZone >= 0xfffe ? 1 : this.nextZone + 1;
       ids = { name: `vnet${ofport}`, ofport, ctZone };
-      this.byIface.set(ifaceId, ids);
-      this.save();
+      this.log.set(COUNTERS, { nextOfport: this.nextOfport, nextZone: this.nextZone });
+      this.log.set(ifaceId, ids);
     }
     return ids;
   }
 
   release(ifaceIds: Iterable<string>): void {
-    let changed = false;
-    for (const id of ifaceIds) changed = this.byIface.delete(id) || changed;
-    if (changed) this.save();
+    for (const id of ifaceIds) if (id !== COUNTERS) this.log.delete(id);
   }
 
-  private save(): void {
-    if (!this.file) return;
-    const tmp = `${this.file}.tmp`;
-    writeFileSync(tmp, JSON.stringify({ ports: [...this.byIface], nextOfport: this.nextOfport, nextZone: this.nextZone }));
-    renameSync(tmp, this.file);
+  close(): void {
+    this.log.close();
   }
 }
