@@ -159,7 +159,8 @@ export class MemoryBackend implements Backend {
       delta = { vmId, baseGen: null, gen: l.set.gen, upserts: l.set.full(), deletes: {} };
       // The read shares the set's columns; copy them back a slice at a time
       // now, so the next write (maybe in a freeze window) has nothing to copy.
-      void this.inBackground(l.set);
+      // A frozen VM takes no writes (its next step is release): nothing to do.
+      if (!l.frozen) void this.inBackground(l.set);
     } else {
       const c = l.set.since(sinceGen);
       delta = { vmId, baseGen: sinceGen, gen: l.set.gen, upserts: c.upserts, deletes: c.deletes };
