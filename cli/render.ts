@@ -16,7 +16,7 @@ export function ms(n: number): string {
 export function progressLine(phase: string, p: Progress__Output | null | undefined): string {
   if (!p) return phase;
   const parts = [phase.padEnd(11), `round ${p.round}`, `${Number(p.rows_sent).toLocaleString("en")} entries`, bytes(Number(p.bytes_sent))];
-  if (p.freeze_window_ms > 0) parts.push(`freeze ${ms(p.freeze_window_ms)}`);
+  if (p.freeze_window_ms > 0) parts.push(`freeze ${ms(p.state_frozen_ms > 0 ? p.state_frozen_ms : p.freeze_window_ms)}`);
   return parts.join("  ");
 }
 

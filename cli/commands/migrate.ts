@@ -75,7 +75,8 @@ export async function evacuateCommand(client: MigrationServiceClient, host: stri
     const call = client.EvacuateHost({ src_host: host, dst_hosts: dsts, concurrency: optInt(flags, "concurrency", 1, 64) ?? 4, options: optionsFrom(flags) });
     call.on("data", (e: EvacuationEvent__Output) => {
       last = e;
-      if (e.migration?.progress?.freeze_window_ms) freezes.push(e.migration.progress.freeze_window_ms);
+      const p = e.migration?.progress;
+      if (p?.freeze_window_ms) freezes.push(p.state_frozen_ms > 0 ? p.state_frozen_ms : p.freeze_window_ms);
       if (json) console.log(JSON.stringify(e));
       else line.update(`evacuating ${host}: ${e.done}/${e.total} done, ${e.failed} failed, ${ms(e.elapsed_ms)}`);
     });
