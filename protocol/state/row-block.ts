@@ -62,6 +62,10 @@ export class RowBlock<T extends TableName = TableName> implements Iterable<RowTy
     return new RowBlock(table, rows.length, cols, dicts);
   }
 
+  static empty<T extends TableName>(table: T): RowBlock<T> {
+    return RowBlock.of(table, []);
+  }
+
   /** The row at position i, as a new object. */
   row(i: number): RowTypes[T] {
     return ROW_CODE[this.table].readAt(this.cols, this.dicts, i) as unknown as RowTypes[T];

@@ -59,12 +59,16 @@ export class StagingArea {
     return out;
   }
 
-  /** Applies a chunk's upserts and deletes; rows must already be remapped. */
-  apply(delta: StateDelta): void {
+  /**
+   * Applies a chunk's upserts and deletes; rows must already be remapped.
+   * `rows` holds tables' upserts already built as objects (the caller had to
+   * build them anyway), so they are not built twice.
+   */
+  apply(delta: StateDelta, rows: Partial<Record<TableName, readonly unknown[]>> = {}): void {
     for (const t of TABLE_NAMES) {
       for (const [key, row] of this.removals(delta, t)) this.del(t, key, row);
       const cur = this.tables.get(t)!;
-      for (const row of (delta.upserts[t] ?? []) as Iterable<Row>) {
+      for (const row of (rows[t] ?? delta.upserts[t] ?? []) as Iterable<Row>) {
         const key = keyOf(t, row);
         const old = cur.get(key);
         if (old && sameRow(t, old, row)) continue;

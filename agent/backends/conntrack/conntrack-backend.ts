@@ -164,7 +164,7 @@ export class ConntrackBackend implements Backend {
     for (const ifaceId of Object.keys(remap.srcPortZones)) this.allocate(area, ifaceId);
     const zones = area.meta.zones as Record<string, number>;
     const remapper = new ZoneRemapper(remap.srcPortZones, (id) => zones[id] ?? 0);
-    const conntrack = RowBlock.of("conntrack", remapper.remap(delta.upserts.conntrack?.rows() ?? [], vmId));
+    const conntrack = remapper.remap(delta.upserts.conntrack ?? RowBlock.empty("conntrack"), vmId);
     await stageWithConntrack(this.ct, area, { ...delta, upserts: { conntrack }, deletes: { conntrack: delta.deletes.conntrack ?? [] } }, `stage VM ${vmId}`);
   }
 

@@ -4,7 +4,7 @@
  * Zone 0 (the shared default zone, used by mark-selected VMs) stays 0.
  */
 import { BadRequestError } from "../../../protocol/errors.js";
-import type { ConntrackRow } from "../../../protocol/state/tables.js";
+import type { RowBlock } from "../../../protocol/state/row-block.js";
 
 export class ZoneRemapper {
   private readonly bySrcZone = new Map<number, string>();
@@ -36,12 +36,17 @@ export class ZoneRemapper {
     return ifaceId === null ? 0 : this.dstZoneOf(ifaceId);
   }
 
-  remap(rows: readonly ConntrackRow[], vmId: string): ConntrackRow[] {
+  /** The entries with this host's zones: one pass over the zone column, copied only if a zone changes. */
+  remap(block: RowBlock<"conntrack">, vmId: string): RowBlock<"conntrack"> {
     const cache = new Map<number, number>();
-    return rows.map((r) => {
-      let z = cache.get(r.zone);
-      if (z === undefined) cache.set(r.zone, (z = this.zone(r.zone, vmId)));
-      return z === r.zone ? r : { ...r, zone: z };
-    });
+    const zones = block.column("zone") as Uint16Array;
+    let out: Uint16Array | null = null;
+    for (let i = 0; i < block.length; i++) {
+      const from = zones[i]!;
+      let z = cache.get(from);
+      if (z === undefined) cache.set(from, (z = this.zone(from, vmId)));
+      if (z !== from) (out ??= zones.slice(0, block.length))[i] = z;
+    }
+    return out ? block.withColumn("zone", out) : block;
   }
 }

@@ -23,11 +23,12 @@ export async function stageWithConntrack(ct: KernelConntrack | null, area: Stagi
   }
   const ops: [CtOp, ConntrackRow][] = [];
   for (const r of area.removals(delta, "conntrack").values()) ops.push(["D", r as unknown as ConntrackRow]);
-  for (const r of delta.upserts.conntrack ?? []) ops.push(["R", r]);
+  const rows = delta.upserts.conntrack?.rows() ?? [];
+  for (const r of rows) ops.push(["R", r]);
   // Encoding runs now; the promise then waits on the sender while `apply` runs.
   const loading = ops.length ? ct.write(ops, what) : null;
   loading?.catch(() => undefined); // awaited below
-  area.apply(delta);
+  area.apply(delta, { conntrack: rows });
   if (!loading) return;
   await loading;
   const now = Date.now();

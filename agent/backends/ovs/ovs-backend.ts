@@ -356,7 +356,7 @@ export class OvsBackend implements Backend {
       const remapper = new ZoneRemapper(remap.srcPortZones, (id) => zones[id] ?? 0);
       const upserts = { ...delta.upserts };
       if (upserts.ports) upserts.ports = RowBlock.of("ports", upserts.ports.rows().map((p) => ({ ...p, ofport: 0, ctZone: zones[p.ifaceId] ?? 0 })));
-      if (upserts.conntrack) upserts.conntrack = RowBlock.of("conntrack", remapper.remap(upserts.conntrack.rows(), vmId));
+      if (upserts.conntrack) upserts.conntrack = remapper.remap(upserts.conntrack, vmId);
       await stageWithConntrack(this.ct, area, { ...delta, upserts }, `stage VM ${vmId}`);
     });
   }
