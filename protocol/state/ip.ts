@@ -108,6 +108,18 @@ export function ipWords(s: string, out: Uint32Array, at: number): boolean {
   return true;
 }
 
+/**
+ * The canonical text of an address given as text (the text itself when it
+ * is not an address). IPv4 text that parses is canonical already, so only
+ * text with a colon is rebuilt.
+ */
+export function canonicalIp(s: string): string {
+  if (typeof s !== "string" || s.indexOf(":") < 0) return s;
+  return ipWords(s, canon, 0) ? ipText(canon, 0) : s;
+}
+
+const canon = new Uint32Array(4);
+
 /** True when the text is an IPv4 or IPv6 address. */
 export function isIp(s: unknown): boolean {
   return typeof s === "string" && ipWords(s, scratch, 0);

@@ -104,6 +104,52 @@ export type ColumnRead = (cols: Columns, dicts: Dicts, i: number) => Row;
 export type ColumnCopy = (dst: Columns, j: number, src: Columns, i: number) => void;
 /** The key of the row at `i` (see TableSpec.keyFields). */
 export type ColumnKey = (cols: Columns, dicts: Dicts, i: number) => string;
+/** `keyHash` of the key of the row at `i`, computed from the columns without building the key. */
+export type ColumnKeyHash = (cols: Columns, dicts: Dicts, i: number) => number;
+/** True when rows `i` and `j` of one table's columns (one dictionary per field) have the same key. */
+export type ColumnKeysEqual = (cols: Columns, i: number, j: number) => boolean;
+
+const FNV_OFFSET = 0x811c9dc5;
+const FNV_PRIME = 16777619;
+
+/** The final avalanche of `keyHash`. */
+function finishKeyHash(h: number): number {
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x85ebca6b);
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35);
+  return (h ^ (h >>> 16)) >>> 0;
+}
+
+/** A 32-bit hash of a key string (FNV-1a with a final avalanche): the key index's hash. */
+export function keyHash(s: string): number {
+  return finishKeyHash(hashChars(FNV_OFFSET, s));
+}
+
+function hashChars(h: number, s: string): number {
+  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), FNV_PRIME);
+  return h;
+}
+
+/** Continues a key hash over the decimal digits of a non-negative integer, as `${n}` prints it. */
+function hashDigits(h: number, n: number): number {
+  if (!Number.isInteger(n) || n < 0 || n > 0xffffffff) return hashChars(h, String(n));
+  let div = 1;
+  while (div * 10 <= n) div *= 10;
+  for (; div >= 1; div /= 10) h = Math.imul(h ^ (48 + (Math.floor(n / div) % 10)), FNV_PRIME);
+  return h;
+}
+
+/** Continues a key hash over an address's text (see ip.ts), building it only for IPv6. */
+function hashIp(h: number, words: Uint32Array, at: number): number {
+  if (words[at] !== 0 || words[at + 1] !== 0 || words[at + 2] !== 0xffff) return hashChars(h, ipText(words, at));
+  const v4 = words[at + 3]!;
+  for (let shift = 24; shift >= 0; shift -= 8) {
+    h = hashDigits(h, (v4 >>> shift) & 255);
+    if (shift > 0) h = Math.imul(h ^ 46, FNV_PRIME);
+  }
+  return h;
+}
 
 function notIp(field: string, v: unknown): never {
   throw new Error(`${field} is not an IP address: ${JSON.stringify(v)}`);
@@ -118,7 +164,7 @@ function columnValue(f: FieldSpec, k: number): string {
   return f.type === "str" ? `d${k}[c${k}[i]]` : f.type === "ip" ? `ipText(c${k}, 4 * i)` : f.type === "bool" ? `(c${k}[i] === 1)` : `c${k}[i]`;
 }
 
-function compileColumnCode(fields: readonly FieldSpec[], keyFields: readonly string[]): { write: ColumnWrite; readAt: ColumnRead; copy: ColumnCopy; keyAt: ColumnKey } {
+function compileColumnCode(fields: readonly FieldSpec[], keyFields: readonly string[]): { write: ColumnWrite; readAt: ColumnRead; copy: ColumnCopy; keyAt: ColumnKey; keyHashAt: ColumnKeyHash; keysEqual: ColumnKeysEqual } {
   const locals = columnLocals(fields);
   const write = fields.map((f, k) => {
     if (f.type === "ip") return `if (!ipw(r.${f.name}, cols[${k}], 4 * i)) notIp("${f.name}", r.${f.name});`;
@@ -130,13 +176,31 @@ function compileColumnCode(fields: readonly FieldSpec[], keyFields: readonly str
     const k = fields.findIndex((f) => f.name === name);
     return `\${${columnValue(fields[k]!, k)}}`;
   }).join("|");
-  // The generated functions see the ip helpers as closure variables.
-  const make = (args: string, body: string) => new Function("ipText", "ipw", "notIp", `"use strict"; return function (${args}) { ${body} };`)(ipText, ipWords, notIp);
+  // The key's hash, part by part, as `keyHash` would hash the key's text ("|" is 124).
+  const keyHashParts = keyFields.map((name, n) => {
+    const k = fields.findIndex((f) => f.name === name);
+    const f = fields[k]!;
+    const part = f.type === "str" ? `h = chars(h, d${k}[c${k}[i]]);`
+      : f.type === "ip" ? `h = ipHash(h, c${k}, 4 * i);`
+      : f.type === "u8" || f.type === "u16" || f.type === "u32" ? `h = digits(h, c${k}[i]);`
+      : `h = chars(h, String(${columnValue(f, k)}));`;
+    return `${n > 0 ? `h = Math.imul(h ^ 124, ${FNV_PRIME});` : ""} ${part}`;
+  }).join("\n");
+  // Within one table, str ids are unique per string: equal ids are equal strings.
+  const keysEqual = keyFields.map((name) => {
+    const k = fields.findIndex((f) => f.name === name);
+    return fields[k]!.type === "ip" ? [0, 1, 2, 3].map((w) => `cols[${k}][4 * i + ${w}] === cols[${k}][4 * j + ${w}]`).join(" && ") : `cols[${k}][i] === cols[${k}][j]`;
+  }).join(" && ");
+  // The generated functions see the helpers as closure variables.
+  const make = (args: string, body: string) =>
+    new Function("ipText", "ipw", "notIp", "chars", "digits", "ipHash", "finish", `"use strict"; return function (${args}) { ${body} };`)(ipText, ipWords, notIp, hashChars, hashDigits, hashIp, finishKeyHash);
   return {
     write: make("cols, i, r, intern", write) as ColumnWrite,
     readAt: make("cols, dicts, i", `${locals}\nreturn { ${read} };`) as ColumnRead,
     copy: make("dst, j, src, i", copy) as ColumnCopy,
     keyAt: make("cols, dicts, i", `${locals}\nreturn \`${key}\`;`) as ColumnKey,
+    keyHashAt: make("cols, dicts, i", `${locals}\nlet h = ${FNV_OFFSET};\n${keyHashParts}\nreturn finish(h);`) as ColumnKeyHash,
+    keysEqual: make("cols, i, j", `return ${keysEqual};`) as ColumnKeysEqual,
   };
 }
 
@@ -153,6 +217,8 @@ export interface TableCode {
   readAt: ColumnRead;
   copy: ColumnCopy;
   keyAt: ColumnKey;
+  keyHashAt: ColumnKeyHash;
+  keysEqual: ColumnKeysEqual;
 }
 
 export const ROW_CODE = Object.fromEntries(

@@ -24,7 +24,7 @@ import { BadRequestError } from "../errors.js";
 import { StateDigest } from "./digest.js";
 import { emptyTables, type StateDelta, type Tables } from "./model.js";
 import { allocateColumns, lanes, RowBlock, setBlock, StringPool, strFields, TYPED_COLUMN, type Blocks } from "./row-block.js";
-import { ROW_CODE, type Columns, type Dicts, type TableCode } from "./row-code.js";
+import { keyHash, ROW_CODE, type Columns, type Dicts, type TableCode } from "./row-code.js";
 import { TABLE_NAMES, TABLES, type TableName } from "./tables.js";
 
 /** Rows to insert or replace, keys to delete. */
@@ -39,17 +39,6 @@ interface LogEntry {
 }
 
 type TypedColumn = Uint8Array | Uint16Array | Uint32Array | Float64Array;
-
-/** A 32-bit hash of a key string (FNV-1a with a final avalanche). */
-function keyHash(s: string): number {
-  let h = 0x811c9dc5;
-  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 16777619);
-  h ^= h >>> 16;
-  h = Math.imul(h, 0x85ebca6b);
-  h ^= h >>> 13;
-  h = Math.imul(h, 0xc2b2ae35);
-  return (h ^ (h >>> 16)) >>> 0;
-}
 
 /**
  * One table as columns. Positions [0, indexed) are in the key index;
@@ -177,6 +166,16 @@ class ColumnTable {
     }
   }
 
+  /** The slot of an indexed row with the same key as row `i`, or -1 (no key is built). */
+  private findRow(i: number, h: number): number {
+    const { slots, mask, hashes, cols } = this;
+    for (let s = h & mask; ; s = (s + 1) & mask) {
+      const v = slots[s]!;
+      if (v === 0) return -1;
+      if (hashes[v - 1] === h && this.code.keysEqual(cols, v - 1, i)) return s;
+    }
+  }
+
   /** The slot that points at position `p` (which is indexed). */
   private slotOfPos(p: number): number {
     const { slots, mask } = this;
@@ -253,9 +252,8 @@ class ColumnTable {
     if (this.indexed < this.n && this.slots.length < this.n * 2) this.rehash(this.n);
     while (this.indexed < this.n && budget-- > 0) {
       const i = this.indexed;
-      const key = this.code.keyAt(this.cols, this.dicts, i);
-      const h = keyHash(key);
-      const s = this.find(key, h);
+      const h = this.code.keyHashAt(this.cols, this.dicts, i);
+      const s = this.findRow(i, h);
       if (s >= 0) {
         // Two appended rows with one key: the later one wins, as in `upsert`.
         this.own();

@@ -12,6 +12,7 @@
  *
  * Rows reference a VM's port by its `ifaceId` (portable), never by port name.
  */
+import { canonicalIp } from "./ip.js";
 
 /**
  * Column types. Integers are range-checked; `str` is interned on the wire;
@@ -276,10 +277,15 @@ for (const t of TABLE_NAMES) {
 
 /**
  * A table's key as one template literal over named fields (generated from
- * `keyFields`, which were checked above to be plain field names).
+ * `keyFields`, which were checked above to be plain field names). Addresses
+ * enter it in canonical form, as stored rows give them back, so a key built
+ * from "2001:DB8::1" finds the row stored from it.
  */
 const KEY_FNS = Object.fromEntries(
-  TABLE_NAMES.map((t) => [t, new Function("r", `"use strict"; return \`${TABLES[t].keyFields.map((k) => `\${r.${k}}`).join("|")}\`;`)]),
+  TABLE_NAMES.map((t) => {
+    const parts = TABLES[t].keyFields.map((k) => (TABLES[t].fields.find((f) => f.name === k)!.type === "ip" ? `\${canonicalIp(r.${k})}` : `\${r.${k}}`));
+    return [t, new Function("canonicalIp", `"use strict"; return function (r) { return \`${parts.join("|")}\`; };`)(canonicalIp)];
+  }),
 ) as Record<TableName, (r: unknown) => string>;
 
 /** The key of a row of a table (see TableSpec.keyFields). */
