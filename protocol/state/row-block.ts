@@ -110,6 +110,23 @@ export class RowBlock<T extends TableName = TableName> implements Iterable<RowTy
     return new RowBlock(this.table, this.length, cols, this.dicts);
   }
 
+  /**
+   * This block with a numeric field's values passed through `map` (called
+   * once per distinct value); the column is copied only if a value changes.
+   */
+  mapColumn(name: string, map: (v: number) => number): RowBlock<T> {
+    const col = this.column(name);
+    const cache = new Map<number, number>();
+    let out: TypedColumn | null = null;
+    for (let i = 0; i < this.length; i++) {
+      const v = col[i]!;
+      let m = cache.get(v);
+      if (m === undefined) cache.set(v, (m = map(v)));
+      if (m !== v) (out ??= col.slice(0, this.length))[i] = m;
+    }
+    return out ? this.withColumn(name, out) : this;
+  }
+
   /** The column of a numeric field. */
   column(name: string): TypedColumn {
     return this.cols[fieldIndex(this.table, name)] as TypedColumn;

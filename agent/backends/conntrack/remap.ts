@@ -38,15 +38,6 @@ export class ZoneRemapper {
 
   /** The entries with this host's zones: one pass over the zone column, copied only if a zone changes. */
   remap(block: RowBlock<"conntrack">, vmId: string): RowBlock<"conntrack"> {
-    const cache = new Map<number, number>();
-    const zones = block.column("zone") as Uint16Array;
-    let out: Uint16Array | null = null;
-    for (let i = 0; i < block.length; i++) {
-      const from = zones[i]!;
-      let z = cache.get(from);
-      if (z === undefined) cache.set(from, (z = this.zone(from, vmId)));
-      if (z !== from) (out ??= zones.slice(0, block.length))[i] = z;
-    }
-    return out ? block.withColumn("zone", out) : block;
+    return block.mapColumn("zone", (z) => this.zone(z, vmId));
   }
 }

@@ -188,25 +188,15 @@ export class MemoryBackend implements Backend {
 
   /**
    * Conntrack rows with the source's zones (its port zones, by ifaceId)
-   * replaced by this host's zones for the same ports: one pass over the zone
-   * column, which is copied only if some zone changes.
+   * replaced by this host's zones for the same ports.
    */
   private remapZones(block: RowBlock<"conntrack">, srcPortZones: Record<string, number>): RowBlock<"conntrack"> {
     const zoneToIface = new Map<number, string>();
     for (const [iface, z] of Object.entries(srcPortZones)) zoneToIface.set(z, iface);
-    const mapped = new Map<number, number>();
-    const zones = block.column("zone") as Uint16Array;
-    let out: Uint16Array | null = null;
-    for (let i = 0; i < block.length; i++) {
-      const z = zones[i]!;
-      let to = mapped.get(z);
-      if (to === undefined) {
-        const iface = zoneToIface.get(z);
-        mapped.set(z, (to = iface === undefined ? z : this.ids.assign(iface).ctZone));
-      }
-      if (to !== z) (out ??= zones.slice(0, block.length))[i] = to;
-    }
-    return out ? block.withColumn("zone", out) : block;
+    return block.mapColumn("zone", (z) => {
+      const iface = zoneToIface.get(z);
+      return iface === undefined ? z : this.ids.assign(iface).ctZone;
+    });
   }
 
   private writeSync(vmId: string, change: Change, create: boolean): number {
