@@ -94,12 +94,16 @@ export function* encodeRound(delta: StateDelta, h: RoundHeader, maxBytes: number
 
   // Each table's rows go in slices sized from a sample's bytes per row to
   // fill the room left in the chunk, so a chunk holds at most one block per
-  // table (the receiver need not join blocks); a slice that overshoots is halved.
+  // table (the receiver need not join blocks); a slice that overshoots is cut
+  // again with a larger estimate. A first slice of the sample's rows (all of
+  // a small table, as in a final delta) goes as the sample's block: it is not
+  // encoded twice.
   for (const table of TABLE_NAMES) {
     const all = delta.upserts[table];
     if (!all?.length) continue;
     const sample = Math.min(all.length, SAMPLE_ROWS);
-    let perRow = estimate(encodeColumns(all.slice(0, sample))) / sample;
+    const sampled = encodeColumns(all.slice(0, sample));
+    let perRow = estimate(sampled) / sample;
     let i = 0;
     while (i < all.length) {
       let room = Math.floor((maxBytes * 0.9 - pendingBytes) / perRow);
@@ -108,7 +112,7 @@ export function* encodeRound(delta: StateDelta, h: RoundHeader, maxBytes: number
         room = Math.floor((maxBytes * 0.9) / perRow);
       }
       const slice = all.slice(i, i + Math.max(1, room));
-      const block = encodeColumns(slice);
+      const block = i === 0 && slice.length === sample ? sampled : encodeColumns(slice);
       const size = estimate(block);
       if (pendingBytes + size > maxBytes && slice.length > 1) {
         perRow = Math.max(perRow * 1.25, size / slice.length);
