@@ -8,7 +8,8 @@ import { unaryCall } from "../cli/client.js";
 import { generateVmState } from "../protocol/state/generate.js";
 import { Cluster } from "../test/harness/cluster.js";
 import { waitFor } from "../test/harness/wait.js";
-import { CHURN, stateFrozenMs } from "./freeze.js";
+import { freezeWindowMs } from "../cli/render.js";
+import { CHURN } from "./freeze.js";
 import { percentile } from "./stats.js";
 
 export interface EvacuationResult {
@@ -48,7 +49,7 @@ export async function benchEvacuation(vms: number, conntrack: number, concurrenc
       stream.on("data", (ev: EvacuationEvent__Output) => {
         const m = ev.migration;
         if (m && m.phase === "DONE") {
-          freeze.push(stateFrozenMs(m as never));
+          freeze.push(freezeWindowMs(m.progress!));
           coordinator.push(m.progress!.freeze_window_ms);
         }
         if (ev.finished) end = ev;

@@ -5,6 +5,7 @@
  */
 import type { Migration__Output } from "../proto/gen/netmig/v1/Migration.js";
 import { unaryCall } from "../cli/client.js";
+import { freezeWindowMs } from "../cli/render.js";
 import { generateVmState } from "../protocol/state/generate.js";
 import { Cluster } from "../test/harness/cluster.js";
 import { waitFor } from "../test/harness/wait.js";
@@ -48,14 +49,8 @@ export interface SizeResult {
 export const CHURN = "1%";
 export const VM_SHAPE = { fdb: 4000, acls: 1000 } as const;
 
-/** A migration's freeze window by the agents' clocks (the coordinator's bound when the agents gave none). */
-export function stateFrozenMs(m: Migration__Output): number {
-  const p = m.progress!;
-  return p.state_frozen_ms > 0 ? p.state_frozen_ms : p.freeze_window_ms;
-}
-
 function summarize(conntrack: number, rows: number, ms: Migration__Output[]): FreezeRun {
-  const fw = ms.map((m) => stateFrozenMs(m));
+  const fw = ms.map((m) => freezeWindowMs(m.progress!));
   const cw = ms.map((m) => m.progress!.freeze_window_ms);
   const fin = ms.map((m) => Number(m.progress!.final_rows));
   return {
@@ -98,7 +93,7 @@ export async function benchSize(conntrack: number, reps: { precopy: number; stop
       const res = await unaryCall<object, { hosts: { host_id: string; vms: string[] }[] }>(c.client, "ListHosts", {});
       return res.hosts.some((h) => h.host_id === "host-a" && h.vms.includes(vmId));
     }, { what: `host-a to report ${vmId}`, timeoutMs: 15_000 });
-    const note = (kind: string) => (m: Migration__Output) => log(`  ${kind} ${m.src_host}→${m.dst_host}: freeze ${stateFrozenMs(m).toFixed(2)} ms (coordinator ${m.progress!.freeze_window_ms.toFixed(2)} ms), final delta ${m.progress!.final_rows} rows, total ${m.progress!.total_ms.toFixed(0)} ms`);
+    const note = (kind: string) => (m: Migration__Output) => log(`  ${kind} ${m.src_host}→${m.dst_host}: freeze ${freezeWindowMs(m.progress!).toFixed(2)} ms (coordinator ${m.progress!.freeze_window_ms.toFixed(2)} ms), final delta ${m.progress!.final_rows} rows, total ${m.progress!.total_ms.toFixed(0)} ms`);
     const pre = await migrateMany(c, vmId, reps.precopy, {}, note("pre-copy"));
     const stop = await migrateMany(c, vmId, reps.stopAndCopy, { stop_and_copy: true, freeze_budget_ms: 60_000 }, note("stop-and-copy"));
     const stopRun = summarize(conntrack, rows, stop);

@@ -13,10 +13,15 @@ export function ms(n: number): string {
   return n < 10 ? `${n.toFixed(2)} ms` : n < 1000 ? `${n.toFixed(1)} ms` : `${(n / 1000).toFixed(2)} s`;
 }
 
+/** A migration's freeze window by the agents' clocks, or the coordinator's bound when the agents gave none. */
+export function freezeWindowMs(p: Progress__Output): number {
+  return p.state_frozen_ms > 0 ? p.state_frozen_ms : p.freeze_window_ms;
+}
+
 export function progressLine(phase: string, p: Progress__Output | null | undefined): string {
   if (!p) return phase;
   const parts = [phase.padEnd(11), `round ${p.round}`, `${Number(p.rows_sent).toLocaleString("en")} entries`, bytes(Number(p.bytes_sent))];
-  if (p.freeze_window_ms > 0) parts.push(`freeze ${ms(p.state_frozen_ms > 0 ? p.state_frozen_ms : p.freeze_window_ms)}`);
+  if (p.freeze_window_ms > 0) parts.push(`freeze ${ms(freezeWindowMs(p))}`);
   return parts.join("  ");
 }
 
@@ -46,7 +51,7 @@ export function migrationSummary(m: Migration__Output): string {
     lines.push(
       `  rounds         ${p.round + 1} (final delta ${Number(p.final_rows).toLocaleString("en")} entries)`,
       `  moved          ${Number(p.rows_sent).toLocaleString("en")} entries, ${bytes(Number(p.bytes_sent))} in ${p.chunks_sent} messages`,
-      `  freeze window  ${p.freeze_window_ms > 0 ? `${ms(p.state_frozen_ms > 0 ? p.state_frozen_ms : p.freeze_window_ms)} (state frozen on the source → live on the destination; ${ms(p.freeze_window_ms)} from the coordinator's freeze to its activation reply)` : "-"}`,
+      `  freeze window  ${p.freeze_window_ms > 0 ? `${ms(freezeWindowMs(p))} (state frozen on the source → live on the destination; ${ms(p.freeze_window_ms)} from the coordinator's freeze to its activation reply)` : "-"}`,
       `  total          ${ms(p.total_ms)}`,
       `  digest         source ${p.src_digest || "-"}  destination ${p.dst_digest || "-"}${p.src_digest && p.src_digest === p.dst_digest ? "  ✓ match" : ""}`,
     );

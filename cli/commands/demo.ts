@@ -18,7 +18,7 @@ import { int, type Flags } from "../args.js";
 import { createClient, unaryCall } from "../client.js";
 import { runAgent, runCoordinator } from "../daemons.js";
 import { startNatsServer } from "../local-nats.js";
-import { bytes, LiveLine, ms, progressLine } from "../render.js";
+import { bytes, freezeWindowMs, LiveLine, ms, progressLine } from "../render.js";
 import { onShutdown } from "../signals.js";
 import { follow } from "./migrate.js";
 
@@ -109,7 +109,7 @@ async function migrate(client: MigrationServiceClient, vmId: string, to: string)
   const p = m.progress!;
   say(`  ${m.phase}: ${Number(p.rows_sent).toLocaleString("en")} entries, ${bytes(Number(p.bytes_sent))} moved in ${p.round + 1} rounds; ` +
     `final delta ${Number(p.final_rows).toLocaleString("en")} entries`);
-  say(`  freeze window ${ms(p.state_frozen_ms > 0 ? p.state_frozen_ms : p.freeze_window_ms)} (state frozen on the source → live on the destination; ${ms(p.freeze_window_ms)} as the coordinator saw it); total ${ms(p.total_ms)}`);
+  say(`  freeze window ${ms(freezeWindowMs(p))} (state frozen on the source → live on the destination; ${ms(p.freeze_window_ms)} as the coordinator saw it); total ${ms(p.total_ms)}`);
   say(`  digest: source ${p.src_digest} / destination ${p.dst_digest} ${p.src_digest === p.dst_digest ? "✓ identical" : "✗ DIFFERENT"}`);
   return m;
 }

@@ -7,7 +7,7 @@ import type { EvacuationEvent__Output } from "../../proto/gen/netmig/v1/Evacuati
 import type { MigrationOptions } from "../../proto/gen/netmig/v1/MigrationOptions.js";
 import { optInt, optStr, str, type Flags } from "../args.js";
 import { unaryCall } from "../client.js";
-import { LiveLine, migrationSummary, ms, progressLine } from "../render.js";
+import { freezeWindowMs, LiveLine, migrationSummary, ms, progressLine } from "../render.js";
 
 export const migrateFlags = {
   to: { type: "string" }, from: { type: "string" }, "freeze-budget-ms": { type: "string" }, "max-rounds": { type: "string" },
@@ -76,7 +76,7 @@ export async function evacuateCommand(client: MigrationServiceClient, host: stri
     call.on("data", (e: EvacuationEvent__Output) => {
       last = e;
       const p = e.migration?.progress;
-      if (p?.freeze_window_ms) freezes.push(p.state_frozen_ms > 0 ? p.state_frozen_ms : p.freeze_window_ms);
+      if (p?.freeze_window_ms) freezes.push(freezeWindowMs(p));
       if (json) console.log(JSON.stringify(e));
       else line.update(`evacuating ${host}: ${e.done}/${e.total} done, ${e.failed} failed, ${ms(e.elapsed_ms)}`);
     });

@@ -148,7 +148,7 @@ function bad(where: string, msg: string): never {
   throw new BadRequestError(`${where}: ${msg}`);
 }
 
-/** Validates one encoded column; returns what the row builder reads (and the dictionary of a string column). */
+/** Validates one encoded column; returns its values (typed, or plain strings or json) and, for an interned string column, its dictionary. */
 function checkColumn(spec: FieldSpec, col: unknown, n: number, where: string): { col: unknown; dict: string[] | null } {
   const w = `${where}.${spec.name}`;
   if (spec.type === "ip" && col !== null && typeof col === "object" && !(col instanceof Uint8Array)) {

@@ -97,6 +97,11 @@ export class StateDigest {
     this.sum(table, -1);
   }
 
+  /** Forgets every row of a table. */
+  clearTable(table: TableName): void {
+    this.sums.set(table, { count: 0, a: 0, b: 0 });
+  }
+
   private sum(table: TableName, sign: 1 | -1): void {
     const s = this.sums.get(table)!;
     s.count += sign;

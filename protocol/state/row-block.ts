@@ -62,10 +62,6 @@ export class RowBlock<T extends TableName = TableName> implements Iterable<RowTy
     return new RowBlock(table, rows.length, cols, dicts);
   }
 
-  static empty<T extends TableName>(table: T): RowBlock<T> {
-    return RowBlock.of(table, []);
-  }
-
   /** The row at position i, as a new object. */
   row(i: number): RowTypes[T] {
     return ROW_CODE[this.table].readAt(this.cols, this.dicts, i) as unknown as RowTypes[T];
@@ -130,15 +126,6 @@ export class RowBlock<T extends TableName = TableName> implements Iterable<RowTy
   /** The column of a numeric field. */
   column(name: string): TypedColumn {
     return this.cols[fieldIndex(this.table, name)] as TypedColumn;
-  }
-
-  /** The strings of a str field, one per row (they point into the dictionary: no string is copied). */
-  strings(k: number): string[] {
-    const ids = this.cols[k] as Uint32Array;
-    const dict = this.dicts[k]!;
-    const out = new Array<string>(this.length);
-    for (let i = 0; i < this.length; i++) out[i] = dict[ids[i]!]!;
-    return out;
   }
 
   /** One block holding the rows of several blocks of one table, in order (dictionaries merged). */

@@ -16,7 +16,6 @@ import { TABLE_NAMES, TABLES, type FieldSpec, type TableName } from "./tables.js
 
 type Row = Record<string, unknown>;
 
-
 /**
  * Hashes a row's portable fields into two 32-bit lanes (see digest.ts),
  * writing them to `out[0]`, `out[1]`. Values are mixed in directly (no string
@@ -204,15 +203,7 @@ function compileColumnCode(fields: readonly FieldSpec[], keyFields: readonly str
   };
 }
 
-/** A shallow copy of a row built by one object literal (the table's one shape; a spread would not keep it). */
-export type RowClone = (row: Row) => Row;
-
-function compileClone(fields: readonly FieldSpec[]): RowClone {
-  return new Function("r", `"use strict"; return { ${fields.map((f) => `${f.name}: r.${f.name}`).join(", ")} };`) as RowClone;
-}
-
 export interface TableCode {
-  clone: RowClone;
   write: ColumnWrite;
   readAt: ColumnRead;
   copy: ColumnCopy;
@@ -222,10 +213,7 @@ export interface TableCode {
 }
 
 export const ROW_CODE = Object.fromEntries(
-  TABLE_NAMES.map((t) => [t, {
-    clone: compileClone(TABLES[t].fields),
-    ...compileColumnCode(TABLES[t].fields, TABLES[t].keyFields),
-  }]),
+  TABLE_NAMES.map((t) => [t, compileColumnCode(TABLES[t].fields, TABLES[t].keyFields)]),
 ) as unknown as Readonly<Record<TableName, TableCode>>;
 
 export function compileHashes(canonicalJson: (v: unknown) => string): Record<TableName, { row: RowHash; column: ColumnHash }> {

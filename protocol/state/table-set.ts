@@ -15,7 +15,8 @@
  *
  * The key index is an open-addressing hash table over row positions (an
  * Int32Array) with each row's key hash beside it, so it holds no key strings:
- * a key is rebuilt from the columns to confirm a match. Rows known to be new
+ * indexing hashes and compares keys field by field from the columns, and a
+ * lookup by key text rebuilds only the candidates' keys. Rows known to be new
  * and distinct (the chunks of a full snapshot) are appended by `append`
  * without computing their keys; the index catches up when a keyed operation
  * needs it, or a slice at a time through `indexSome`.
@@ -100,6 +101,11 @@ class ColumnTable {
   /** Copies the columns a snapshot shares, so a change does not reach it (copy on write). */
   private own(): void {
     if (this.shared) this.unshareSome(Infinity);
+  }
+
+  /** Rows of shared columns not yet copied (see `unshareSome`). */
+  get unshared(): number {
+    return this.shared ? this.n - this.copied : 0;
   }
 
   /**
@@ -326,8 +332,9 @@ class ColumnTable {
   append(block: RowBlock): void {
     const from = this.n;
     const m = block.length;
-    this.own();
+    // Growing gives the table new arrays anyway; only then is there nothing shared to copy.
     this.reserve(from + m);
+    this.own();
     TABLES[this.name].fields.forEach((f, k) => {
       const src = block.cols[k]!;
       if (f.type === "str") {
@@ -386,7 +393,7 @@ class ColumnTable {
   }
 
   clear(): void {
-    for (let i = 0; i < this.n; i++) this.digest.removeAt(this.name, this.cols, this.dicts, i);
+    this.digest.clearTable(this.name);
     this.pool = new StringPool();
     this.dicts = this.dictsOf(this.pool);
     this.cols = allocateColumns(this.name, 0);
@@ -455,7 +462,7 @@ export class TableSet {
     let left = max;
     let remaining = 0;
     for (const tab of this.byName.values()) {
-      const before = tab.unshareSome(0);
+      const before = tab.unshared;
       const after = tab.unshareSome(left);
       left -= before - after;
       remaining += after;

@@ -14,7 +14,6 @@ import { join } from "node:path";
 import type { Backend, Change, ReadResult, RemapContext, StagedSummary, VmSummary } from "../backend.js";
 import { BadRequestError, BackendError, NotStagedError, UnknownVmError, VmMigratingError } from "../../../protocol/errors.js";
 import { emptyTables, type StateDelta } from "../../../protocol/state/model.js";
-import { RowBlock } from "../../../protocol/state/row-block.js";
 import { keyOf, type ConntrackRow } from "../../../protocol/state/tables.js";
 import { HostExec } from "../common/command.js";
 import { Shadow } from "../common/shadow.js";
@@ -164,7 +163,7 @@ export class ConntrackBackend implements Backend {
     for (const ifaceId of Object.keys(remap.srcPortZones)) this.allocate(area, ifaceId);
     const zones = area.meta.zones as Record<string, number>;
     const remapper = new ZoneRemapper(remap.srcPortZones, (id) => zones[id] ?? 0);
-    const conntrack = remapper.remap(delta.upserts.conntrack ?? RowBlock.empty("conntrack"), vmId);
+    const conntrack = delta.upserts.conntrack && remapper.remap(delta.upserts.conntrack, vmId);
     await stageWithConntrack(this.ct, area, { ...delta, upserts: { conntrack }, deletes: { conntrack: delta.deletes.conntrack ?? [] } }, `stage VM ${vmId}`);
   }
 
