@@ -23,7 +23,8 @@ import { endianness } from "node:os";
 import { BadRequestError, InvalidStateError } from "../errors.js";
 import { TABLES, isTableName, type FieldSpec, type TableName } from "../state/tables.js";
 import { checkField, isPlainJson } from "../state/validate.js";
-import { lanes, RowBlock, setBlock, type Blocks } from "../state/row-block.js";
+import { allV4, lanesOf, narrow, WideIpColumn } from "../state/ip-column.js";
+import { RowBlock, setBlock, type Blocks } from "../state/row-block.js";
 
 if (endianness() !== "LE") throw new Error("netmig's columnar codec assumes a little-endian host");
 
@@ -96,12 +97,9 @@ function strColumn(ids: Uint32Array, dict: readonly string[], n: number): StrCol
   return { d: local, i: local.length <= 0xffff ? bytesOf(Uint16Array.from(idx)) : bytesOf(idx) };
 }
 
-/** An ip column as it goes on the wire: its last words alone when every row is IPv4. */
-function ipColumn(words: Uint32Array, n: number): Uint8Array | { v4: Uint8Array } {
-  for (let i = 0; i < n; i++) if (words[4 * i] !== 0 || words[4 * i + 1] !== 0 || words[4 * i + 2] !== 0xffff) return bytesOf(words);
-  const last = new Uint32Array(n);
-  for (let i = 0; i < n; i++) last[i] = words[4 * i + 3]!;
-  return { v4: bytesOf(last) };
+/** An ip column as it goes on the wire: one word a row when every row is IPv4, four otherwise. */
+function ipColumn(col: Uint32Array, n: number): Uint8Array | { v4: Uint8Array } {
+  return allV4(col, n) ? { v4: bytesOf(narrow(col, n)) } : bytesOf(col);
 }
 
 /** Encodes a block of rows (already valid) for the wire. */
@@ -118,7 +116,7 @@ export function encodeColumns(block: RowBlock): ColumnBlock {
         return a.length === n ? a : a.slice(0, n);
       }
       const a = col as Uint8Array | Uint16Array | Uint32Array | Float64Array;
-      const l = lanes(fl.type);
+      const l = lanesOf(a);
       const exact = a.length === n * l ? a : a.subarray(0, n * l);
       if (fl.type === "str") return strColumn(exact as Uint32Array, block.dicts[k]!, n);
       if (fl.type === "ip") return ipColumn(exact as Uint32Array, n);
@@ -154,13 +152,7 @@ function checkColumn(spec: FieldSpec, col: unknown, n: number, where: string): {
   if (spec.type === "ip" && col !== null && typeof col === "object" && !(col instanceof Uint8Array)) {
     const v4 = (col as { v4?: unknown }).v4;
     if (!(v4 instanceof Uint8Array) || v4.byteLength !== 4 * n) bad(w, `expected {v4} with ${4 * n} bytes`);
-    const last = typed(Uint32Array, v4);
-    const words = new Uint32Array(4 * n);
-    for (let i = 0; i < n; i++) {
-      words[4 * i + 2] = 0xffff;
-      words[4 * i + 3] = last[i]!;
-    }
-    return { col: words, dict: null };
+    return { col: typed(Uint32Array, v4), dict: null };
   }
   const width = WIDTH[spec.type];
   if (width !== undefined) {
@@ -175,8 +167,11 @@ function checkColumn(spec: FieldSpec, col: unknown, n: number, where: string): {
       case "u16":
         return { col: typed(Uint16Array, b), dict: null };
       case "u32":
-      case "ip":
         return { col: typed(Uint32Array, b), dict: null };
+      case "ip": {
+        const w = typed(Uint32Array, b);
+        return { col: new WideIpColumn(w.buffer, w.byteOffset, w.length), dict: null };
+      }
       default: {
         const a = typed(Float64Array, b);
         for (let i = 0; i < n; i++) if (!Number.isFinite(a[i]!)) bad(w, `row ${i} is not a finite number`);

@@ -10,28 +10,35 @@
  * A block is immutable by convention: `slice` shares its arrays, and blocks
  * read from a `TableSet` share its dictionaries (which only ever grow).
  */
+import { ipCopyRows, lanesOf, WideIpColumn } from "./ip-column.js";
 import { ROW_CODE, type Columns, type Dicts } from "./row-code.js";
 import { TABLES, type FieldType, type RowTypes, type TableName } from "./tables.js";
 
 type Row = Record<string, unknown>;
 type TypedColumn = Uint8Array | Uint16Array | Uint32Array | Float64Array;
 
-/** The typed array holding each field type's column (str: ids into a dictionary). */
+/**
+ * The typed array holding each field type's column (str: ids into a
+ * dictionary; ip: a narrow column, widened on the first IPv6 address, see
+ * ip-column.ts).
+ */
 export const TYPED_COLUMN: Partial<Record<FieldType, { new (n: number): TypedColumn }>> = {
   u8: Uint8Array, bool: Uint8Array, u16: Uint16Array, u32: Uint32Array, f64: Float64Array, str: Uint32Array, ip: Uint32Array,
 };
 
-/** Elements per row in a typed column: four words per ip address, one otherwise. */
-export function lanes(type: FieldType): number {
-  return type === "ip" ? 4 : 1;
-}
+export { lanesOf };
 
 /** Empty columns with room for `n` rows (json columns start empty and grow). */
 export function allocateColumns(table: TableName, n: number): Columns {
   return TABLES[table].fields.map((f) => {
     const T = TYPED_COLUMN[f.type];
-    return T ? new T(n * lanes(f.type)) : [];
+    return T ? new T(n) : [];
   });
+}
+
+/** An empty typed column of the same kind (and ip width) as `col`, with room for `rows` rows. */
+export function emptyLike(col: TypedColumn, rows: number): TypedColumn {
+  return new (col.constructor as new (n: number) => TypedColumn)(rows * lanesOf(col));
 }
 
 /** The indices of a table's str fields (those with dictionaries). */
@@ -89,10 +96,9 @@ export class RowBlock<T extends TableName = TableName> implements Iterable<RowTy
     const a = Math.max(0, Math.min(from, this.length));
     const b = Math.max(a, Math.min(to, this.length));
     if (a === 0 && b === this.length) return this;
-    const fields = TABLES[this.table].fields;
-    const cols = this.cols.map((c, k) => {
+    const cols = this.cols.map((c) => {
       if (Array.isArray(c)) return c.slice(a, b);
-      const l = lanes(fields[k]!.type);
+      const l = lanesOf(c as TypedColumn);
       return (c as TypedColumn).subarray(a * l, b * l);
     });
     return new RowBlock(this.table, b - a, cols, this.dicts);
@@ -141,8 +147,8 @@ export class RowBlock<T extends TableName = TableName> implements Iterable<RowTy
         for (const b of blocks) for (let i = 0; i < b.length; i++) out.push((b.cols[k] as unknown[])[i]);
         return out;
       }
-      const l = lanes(f.type);
-      const out = new TYPED_COLUMN[f.type]!(n * l);
+      const wide = f.type === "ip" && blocks.some((b) => b.cols[k] instanceof WideIpColumn);
+      let out: TypedColumn = wide ? new WideIpColumn(n * 4) : new TYPED_COLUMN[f.type]!(n);
       let at = 0;
       const pool = f.type === "str" ? new StringPool(dicts[k] as string[]) : null;
       for (const b of blocks) {
@@ -150,8 +156,10 @@ export class RowBlock<T extends TableName = TableName> implements Iterable<RowTy
         if (pool) {
           const tr = pool.translator(b.dicts[k]!);
           for (let i = 0; i < b.length; i++) out[at + i] = tr(c[i]!);
+        } else if (f.type === "ip") {
+          out = ipCopyRows(out as Uint32Array, at, c as Uint32Array, b.length);
         } else {
-          out.set(c.length === b.length * l ? c : c.subarray(0, b.length * l), at * l);
+          out.set(c.length === b.length ? c : c.subarray(0, b.length), at);
         }
         at += b.length;
       }

@@ -11,7 +11,8 @@
  * The generated source contains only field names from `TABLES` (checked to be
  * plain identifiers in tables.ts), never data.
  */
-import { ipText, ipWords } from "./ip.js";
+import { ipWords } from "./ip.js";
+import { ipAt, ipCopy, ipEqual, ipLoad, ipPut, ipV4At } from "./ip-column.js";
 import { TABLE_NAMES, TABLES, type FieldSpec, type TableName } from "./tables.js";
 
 type Row = Record<string, unknown>;
@@ -78,18 +79,19 @@ return {
   },
   column: function hashAt(cols, dicts, i, out) {
   ${cols}
-  ${hashSource(table, (fl, k) => columnValue(fl, k), (_, k) => `q[0] = c${k}[4 * i]; q[1] = c${k}[4 * i + 1]; q[2] = c${k}[4 * i + 2]; q[3] = c${k}[4 * i + 3];`)}
+  ${hashSource(table, (fl, k) => columnValue(fl, k), (_, k) => `ipLoad(c${k}, i, q);`)}
   },
 };`;
-  return (new Function("json", "ipw", body) as (json: (v: unknown) => string, ipw: typeof ipWords) => { row: RowHash; column: ColumnHash })(canonicalJson, ipWords);
+  return (new Function("json", "ipw", "ipAt", "ipLoad", body) as (json: (v: unknown) => string, ipw: typeof ipWords, at: typeof ipAt, load: typeof ipLoad) => { row: RowHash; column: ColumnHash })(canonicalJson, ipWords, ipAt, ipLoad);
 }
 
 /**
  * A table's rows held as columns, one per field in field order: a typed
  * array for numeric fields (u8 and bool in a Uint8Array; u16, u32, f64 in
  * their own), a Uint32Array of ids into that field's dictionary (`Dicts`)
- * for str fields, a Uint32Array of four words per row for ip fields (see
- * ip.ts), a plain array for json fields. See row-block.ts.
+ * for str fields, an ip column for ip fields (one word a row while every
+ * address is IPv4, four otherwise: see ip-column.ts), a plain array for json
+ * fields. See row-block.ts.
  */
 export type Columns = { [i: number]: unknown }[];
 /** Per field, the strings a str column's ids point into (null for other fields). */
@@ -139,10 +141,10 @@ function hashDigits(h: number, n: number): number {
   return h;
 }
 
-/** Continues a key hash over an address's text (see ip.ts), building it only for IPv6. */
-function hashIp(h: number, words: Uint32Array, at: number): number {
-  if (words[at] !== 0 || words[at + 1] !== 0 || words[at + 2] !== 0xffff) return hashChars(h, ipText(words, at));
-  const v4 = words[at + 3]!;
+/** Continues a key hash over the text of the address in row i of an ip column, building the text only for IPv6. */
+function hashIp(h: number, col: Uint32Array, i: number): number {
+  const v4 = ipV4At(col, i);
+  if (v4 < 0) return hashChars(h, ipAt(col, i));
   for (let shift = 24; shift >= 0; shift -= 8) {
     h = hashDigits(h, (v4 >>> shift) & 255);
     if (shift > 0) h = Math.imul(h ^ 46, FNV_PRIME);
@@ -160,17 +162,17 @@ function columnLocals(fields: readonly FieldSpec[]): string {
 
 /** The expression for field k's value at row i, over the locals of `columnLocals`. */
 function columnValue(f: FieldSpec, k: number): string {
-  return f.type === "str" ? `d${k}[c${k}[i]]` : f.type === "ip" ? `ipText(c${k}, 4 * i)` : f.type === "bool" ? `(c${k}[i] === 1)` : `c${k}[i]`;
+  return f.type === "str" ? `d${k}[c${k}[i]]` : f.type === "ip" ? `ipAt(c${k}, i)` : f.type === "bool" ? `(c${k}[i] === 1)` : `c${k}[i]`;
 }
 
 function compileColumnCode(fields: readonly FieldSpec[], keyFields: readonly string[]): { write: ColumnWrite; readAt: ColumnRead; copy: ColumnCopy; keyAt: ColumnKey; keyHashAt: ColumnKeyHash; keysEqual: ColumnKeysEqual } {
   const locals = columnLocals(fields);
   const write = fields.map((f, k) => {
-    if (f.type === "ip") return `if (!ipw(r.${f.name}, cols[${k}], 4 * i)) notIp("${f.name}", r.${f.name});`;
+    if (f.type === "ip") return `if (!ipPut(cols, ${k}, i, r.${f.name})) notIp("${f.name}", r.${f.name});`;
     return `cols[${k}][i] = ${f.type === "bool" ? `r.${f.name} ? 1 : 0` : f.type === "str" ? `intern(${k}, r.${f.name})` : `r.${f.name}`};`;
   }).join(" ");
   const read = fields.map((f, k) => `${f.name}: ${columnValue(f, k)}`).join(", ");
-  const copy = fields.map((f, k) => (f.type === "ip" ? [0, 1, 2, 3].map((w) => `dst[${k}][4 * j + ${w}] = src[${k}][4 * i + ${w}];`).join(" ") : `dst[${k}][j] = src[${k}][i];`)).join(" ");
+  const copy = fields.map((f, k) => (f.type === "ip" ? `ipCopy(dst, ${k}, j, src[${k}], i);` : `dst[${k}][j] = src[${k}][i];`)).join(" ");
   const key = keyFields.map((name) => {
     const k = fields.findIndex((f) => f.name === name);
     return `\${${columnValue(fields[k]!, k)}}`;
@@ -180,7 +182,7 @@ function compileColumnCode(fields: readonly FieldSpec[], keyFields: readonly str
     const k = fields.findIndex((f) => f.name === name);
     const f = fields[k]!;
     const part = f.type === "str" ? `h = chars(h, d${k}[c${k}[i]]);`
-      : f.type === "ip" ? `h = ipHash(h, c${k}, 4 * i);`
+      : f.type === "ip" ? `h = ipHash(h, c${k}, i);`
       : f.type === "u8" || f.type === "u16" || f.type === "u32" ? `h = digits(h, c${k}[i]);`
       : `h = chars(h, String(${columnValue(f, k)}));`;
     return `${n > 0 ? `h = Math.imul(h ^ 124, ${FNV_PRIME});` : ""} ${part}`;
@@ -188,11 +190,11 @@ function compileColumnCode(fields: readonly FieldSpec[], keyFields: readonly str
   // Within one table, str ids are unique per string: equal ids are equal strings.
   const keysEqual = keyFields.map((name) => {
     const k = fields.findIndex((f) => f.name === name);
-    return fields[k]!.type === "ip" ? [0, 1, 2, 3].map((w) => `cols[${k}][4 * i + ${w}] === cols[${k}][4 * j + ${w}]`).join(" && ") : `cols[${k}][i] === cols[${k}][j]`;
+    return fields[k]!.type === "ip" ? `ipEqual(cols[${k}], i, j)` : `cols[${k}][i] === cols[${k}][j]`;
   }).join(" && ");
   // The generated functions see the helpers as closure variables.
   const make = (args: string, body: string) =>
-    new Function("ipText", "ipw", "notIp", "chars", "digits", "ipHash", "finish", `"use strict"; return function (${args}) { ${body} };`)(ipText, ipWords, notIp, hashChars, hashDigits, hashIp, finishKeyHash);
+    new Function("ipAt", "ipPut", "ipCopy", "ipEqual", "notIp", "chars", "digits", "ipHash", "finish", `"use strict"; return function (${args}) { ${body} };`)(ipAt, ipPut, ipCopy, ipEqual, notIp, hashChars, hashDigits, hashIp, finishKeyHash);
   return {
     write: make("cols, i, r, intern", write) as ColumnWrite,
     readAt: make("cols, dicts, i", `${locals}\nreturn { ${read} };`) as ColumnRead,

@@ -24,7 +24,8 @@
 import { BadRequestError } from "../errors.js";
 import { StateDigest } from "./digest.js";
 import { emptyTables, type StateDelta, type Tables } from "./model.js";
-import { allocateColumns, lanes, RowBlock, setBlock, StringPool, strFields, TYPED_COLUMN, type Blocks } from "./row-block.js";
+import { ipCopyRows } from "./ip-column.js";
+import { allocateColumns, emptyLike, lanesOf, RowBlock, setBlock, StringPool, strFields, TYPED_COLUMN, type Blocks } from "./row-block.js";
 import { keyHash, ROW_CODE, type Columns, type Dicts, type TableCode } from "./row-code.js";
 import { TABLE_NAMES, TABLES, type TableName } from "./tables.js";
 
@@ -116,16 +117,14 @@ class ColumnTable {
    */
   unshareSome(max: number): number {
     if (!this.shared) return 0;
-    const fields = TABLES[this.name].fields;
-    this.copy ??= this.cols.map((c, k) => (Array.isArray(c) ? [] : new (TYPED_COLUMN[fields[k]!.type]!)((c as TypedColumn).length)));
+    this.copy ??= this.cols.map((c) => (Array.isArray(c) ? [] : emptyLike(c as TypedColumn, this.cap)));
     const to = Math.min(this.n, this.copied + max);
-    fields.forEach((f, k) => {
-      const src = this.cols[k]!;
+    this.cols.forEach((src, k) => {
       const dst = this.copy![k]!;
       if (Array.isArray(src)) {
         for (let i = this.copied; i < to; i++) (dst as unknown[]).push(src[i]);
       } else {
-        const l = lanes(f.type);
+        const l = lanesOf(src as TypedColumn);
         (dst as TypedColumn).set((src as TypedColumn).subarray(this.copied * l, to * l), this.copied * l);
       }
     });
@@ -143,12 +142,10 @@ class ColumnTable {
     if (want <= this.cap) return;
     const cap = Math.max(want, this.cap * 2, 64);
     // New arrays: a snapshot sharing the old ones keeps them.
-    this.cols = this.cols.map((c, k) => {
+    this.cols = this.cols.map((c) => {
       if (Array.isArray(c)) return this.shared ? c.slice() : c;
-      const type = TABLES[this.name].fields[k]!.type;
-      const l = lanes(type);
-      const next = new TYPED_COLUMN[type]!(cap * l);
-      next.set((c as TypedColumn).subarray(0, this.n * l));
+      const next = emptyLike(c as TypedColumn, cap);
+      next.set((c as TypedColumn).subarray(0, this.n * lanesOf(c as TypedColumn)));
       return next;
     });
     this.shared = false;
@@ -342,10 +339,11 @@ class ColumnTable {
         const dst = this.cols[k] as Uint32Array;
         const tr = this.pool.translator(block.dicts[k]!);
         for (let i = 0; i < m; i++) dst[from + i] = tr(s[i]!);
+      } else if (f.type === "ip") {
+        this.cols[k] = ipCopyRows(this.cols[k] as Uint32Array, from, src as Uint32Array, m);
       } else if (TYPED_COLUMN[f.type]) {
         const s = src as TypedColumn;
-        const l = lanes(f.type);
-        (this.cols[k] as TypedColumn).set(s.length === m * l ? s : s.subarray(0, m * l), from * l);
+        (this.cols[k] as TypedColumn).set(s.length === m ? s : s.subarray(0, m), from);
       } else {
         const dst = this.cols[k] as unknown[];
         const s = src as unknown[];
@@ -372,8 +370,7 @@ class ColumnTable {
 
   /** A block of every row as they are now: it shares the columns until the next change copies them. */
   snapshot(): RowBlock {
-    const fields = TABLES[this.name].fields;
-    const cols = this.cols.map((c, k) => (Array.isArray(c) ? c : (c as TypedColumn).subarray(0, this.n * lanes(fields[k]!.type))));
+    const cols = this.cols.map((c) => (Array.isArray(c) ? c : (c as TypedColumn).subarray(0, this.n * lanesOf(c as TypedColumn))));
     this.shared = true;
     return new RowBlock(this.name, this.n, cols, this.dicts);
   }

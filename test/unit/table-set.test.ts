@@ -428,3 +428,62 @@ test("table-set - the key hash computed from columns equals the hash of the key'
   assert.equal(s.indexSome(Infinity), 0);
   for (const r of extra) assert.deepEqual(s.get("conntrack", keyOf("conntrack", r)), { ...r, origDst: r.origDst === "::ffff:198.18.0.7" ? "198.18.0.7" : r.origDst });
 });
+
+test("table-set - ip columns stay one word a row while every address is IPv4, widen on the first IPv6 one, and read, key, index and digest alike", async () => {
+  const { WideIpColumn, widen } = await import("../../protocol/state/ip-column.js");
+  const { RowBlock } = await import("../../protocol/state/row-block.js");
+  const { encodeColumns } = await import("../../protocol/codec/columnar.js");
+  const ct = generateVmState("vm-ipw", { conntrack: 3000, seed: 11 }).tables.conntrack;
+  const v6 = { ...ct[0]!, origSrc: "2001:db8::7", replyDst: "2001:db8::7", origSport: 1, origDport: 2 };
+  const col = (s: TableSet, name: string) => s.full().conntrack!.column(name);
+
+  const a = new TableSet();
+  a.apply({ upserts: blocksOf({ conntrack: ct }), deletes: {} });
+  assert.ok(!(col(a, "origSrc") instanceof WideIpColumn));
+  assert.equal(col(a, "origSrc").length, ct.length, "one word a row");
+  const before = a.full();
+  a.apply({ upserts: blocksOf({ conntrack: [v6] }), deletes: {} });
+  assert.ok(col(a, "origSrc") instanceof WideIpColumn, "widened by the IPv6 row");
+  assert.ok(!(col(a, "origDst") instanceof WideIpColumn), "only the column that holds it");
+  assert.ok(!(before.conntrack!.column("origSrc") instanceof WideIpColumn), "a block read earlier keeps its column");
+  assert.deepEqual(a.get("conntrack", keyOf("conntrack", v6)), v6);
+  for (const r of [ct[0]!, ct[1234]!, ct[2999]!]) assert.deepEqual(a.get("conntrack", keyOf("conntrack", r)), r);
+
+  // The same rows reached other ways: one wide block, narrow then wide appends, upserts in the other order.
+  const b = new TableSet();
+  b.append({ upserts: blocksOf({ conntrack: [v6, ...ct] }) });
+  const c = new TableSet();
+  c.append({ upserts: blocksOf({ conntrack: ct }) });
+  c.append({ upserts: blocksOf({ conntrack: [v6] }) });
+  const d = new TableSet();
+  d.apply({ upserts: blocksOf({ conntrack: [v6] }), deletes: {} });
+  d.apply({ upserts: blocksOf({ conntrack: ct }), deletes: {} });
+  for (const s of [b, c, d]) {
+    assert.equal(s.indexSome(Infinity), 0);
+    assert.equal(s.digest.toString(), a.digest.toString());
+    assert.deepEqual(norm({ upserts: s.full(), deletes: {} }), norm({ upserts: a.full(), deletes: {} }));
+    assert.deepEqual(s.get("conntrack", keyOf("conntrack", ct[77])), ct[77]);
+  }
+
+  // A wide block of IPv4 addresses only appends to a narrow column without widening it.
+  const block = RowBlock.of("conntrack", ct.slice(0, 100));
+  const k = block.cols.indexOf(block.column("origSrc"));
+  const wideCols = block.cols.slice();
+  wideCols[k] = widen(block.column("origSrc") as Uint32Array);
+  const e = new TableSet();
+  e.append({ upserts: { conntrack: new RowBlock("conntrack", 100, wideCols, block.dicts) } });
+  assert.ok(!(col(e, "origSrc") instanceof WideIpColumn));
+  assert.deepEqual(e.full().conntrack!.rows(), ct.slice(0, 100));
+
+  // Once the IPv6 row is gone the wide column goes on the wire as IPv4 again.
+  a.apply({ upserts: {}, deletes: { conntrack: [keyOf("conntrack", v6)] } });
+  assert.ok("v4" in (encodeColumns(a.full().conntrack!).c[k] as object));
+  const plain = new TableSet();
+  plain.apply({ upserts: blocksOf({ conntrack: ct }), deletes: {} });
+  assert.equal(a.digest.toString(), plain.digest.toString());
+
+  // Joining narrow and wide blocks gives a wide block with every row.
+  const joined = RowBlock.concat("conntrack", [RowBlock.of("conntrack", ct.slice(0, 10)), RowBlock.of("conntrack", [v6])]);
+  assert.ok(joined.column("origSrc") instanceof WideIpColumn);
+  assert.deepEqual(joined.rows(), [...ct.slice(0, 10), v6]);
+});
