@@ -203,7 +203,7 @@ class ColumnTable {
 
   /** Adds position p (with its hash set) to the index. */
   private insert(p: number): void {
-    if ((this.indexed + 1) * 2 > this.slots.length) this.rehash(Math.max(this.n, (this.indexed + 1) * 2));
+    if ((this.indexed + 1) * 2 > this.slots.length) this.rehash(Math.max(this.n, this.indexed + 1));
     this.place(p);
   }
 
