@@ -24,8 +24,19 @@ const packr = new Packr({
 /** Default cap on a decoded message: NATS' default max_payload (1 MiB) plus headroom. */
 export const DEFAULT_MAX_MESSAGE_BYTES = 8 * 1024 * 1024;
 
+/**
+ * msgpackr packs into one shared buffer that grows to the largest message
+ * packed and is kept (returned messages are views of it). Past this size
+ * netmig hands it a fresh small buffer instead, so a large snapshot file
+ * does not pin its size in memory for the life of the process: the big
+ * buffer is freed with the last view of it.
+ */
+const KEEP_PACK_BUFFER_BYTES = 16 * 1024 * 1024;
+
 export function pack(value: unknown): Uint8Array {
-  return packr.pack(value);
+  const out = packr.pack(value);
+  if (out.buffer.byteLength > KEEP_PACK_BUFFER_BYTES) packr.useBuffer(Buffer.allocUnsafeSlow(64 * 1024));
+  return out;
 }
 
 /** Decodes untrusted bytes into plain data, or throws a BadRequestError. */
