@@ -11,13 +11,13 @@
  * everything it acknowledged in the kernel's page cache. A torn last record
  * (machine crash mid-write) is ignored on load.
  */
-import { closeSync, existsSync, fstatSync, mkdirSync, openSync, readFileSync, readdirSync, renameSync, rmSync, statSync, writeFileSync, writevSync } from "node:fs";
-import { writeFile } from "node:fs/promises";
+import { closeSync, existsSync, fstatSync, mkdirSync, openSync, readFileSync, readdirSync, renameSync, rmSync, statSync, writeFileSync, writeSync, writevSync } from "node:fs";
 import { join } from "node:path";
 import { decodeBlocks, encodeColumns } from "../../../protocol/codec/columnar.js";
 import { pack, unpack } from "../../../protocol/codec/packr.js";
 import { TABLE_NAMES } from "../../../protocol/state/tables.js";
 import type { Change } from "../backend.js";
+import type { RowBlock } from "../../../protocol/state/row-block.js";
 import { TableSet } from "../../../protocol/state/table-set.js";
 
 export interface SetMeta {
@@ -38,6 +38,29 @@ function encodeChange(change: Change): { u: unknown[]; d: Change["deletes"] } {
 
 function decodeChange(rec: { u?: unknown; d?: unknown }): Change {
   return { upserts: decodeBlocks((rec.u ?? []) as unknown[], "journal"), deletes: (rec.d ?? {}) as Change["deletes"] };
+}
+
+/** Writes all of `data` at the file's position (write(2) may take less than asked). */
+function writeAll(fd: number, data: Uint8Array): number {
+  for (let off = 0; off < data.byteLength; ) off += writeSync(fd, data, off);
+  return data.byteLength;
+}
+
+/**
+ * A snapshot file's bytes, msgpack of `{ gen, frozen, sealed, blocks }`, as
+ * a sequence of parts: the map's head, then each block (a slice of at most
+ * `sliceRows` rows of a table) packed on its own. Written part by part, a
+ * large set is never packed into one buffer of its whole size.
+ */
+function* snapshotParts(blocks: readonly RowBlock[], gen: number, meta: SetMeta, sliceRows: number): Generator<Uint8Array> {
+  let count = 0;
+  for (const b of blocks) count += Math.ceil(b.length / sliceRows);
+  const arrayHead = Buffer.alloc(5);
+  arrayHead[0] = 0xdd; // array 32
+  arrayHead.writeUInt32BE(count, 1);
+  // Each pack() is copied at once: msgpackr returns views of a buffer it reuses.
+  yield Buffer.concat([Buffer.from([0x84]), ...["gen", gen, "frozen", meta.frozen, "sealed", meta.sealed, "blocks"].map((v) => pack(v)), arrayHead]);
+  for (const b of blocks) for (let i = 0; i < b.length; i += sliceRows) yield pack(encodeColumns(b.slice(i, i + sliceRows)));
 }
 
 /**
@@ -75,12 +98,16 @@ export class SetFile {
 
   /** Writes a full snapshot at once (new, small or shutting-down sets) and starts an empty journal. */
   snapshot(set: TableSet, meta: SetMeta): void {
-    const blocks = Object.values(set.full()).map((b) => encodeColumns(b));
-    const data = pack({ gen: set.gen, frozen: meta.frozen, sealed: meta.sealed, blocks });
     const tmp = `${this.snapPath}.tmp`;
-    writeFileSync(tmp, data);
+    const fd = openSync(tmp, "w");
+    let bytes = 0;
+    try {
+      for (const part of snapshotParts(Object.values(set.full()), set.gen, meta, 65536)) bytes += writeAll(fd, part);
+    } finally {
+      closeSync(fd);
+    }
     renameSync(tmp, this.snapPath);
-    this.snapBytes = data.byteLength;
+    this.snapBytes = bytes;
     this.closeJournal();
     writeFileSync(this.journalPath, new Uint8Array(0));
     this.journalBytes = 0;
@@ -104,23 +131,24 @@ export class SetFile {
     this.closeJournal();
     writeFileSync(this.nextJournalPath, new Uint8Array(0));
     const run = (async () => {
-      const blocks: unknown[] = [];
-      for (const block of cut) {
-        for (let i = 0; i < block.length; i += sliceRows) {
-          blocks.push(encodeColumns(block.slice(i, i + sliceRows)));
+      const tmp = `${this.snapPath}.tmp`;
+      const fd = openSync(tmp, "w");
+      let bytes = 0;
+      try {
+        for (const part of snapshotParts(cut, gen, meta, sliceRows)) {
+          // A set removed meanwhile must stay removed: its files must not come back.
+          if (this.removed) break;
+          bytes += writeAll(fd, part);
           await new Promise((r) => setImmediate(r));
         }
+      } finally {
+        closeSync(fd);
       }
-      const data = pack({ gen, frozen: meta.frozen, sealed: meta.sealed, blocks });
-      const tmp = `${this.snapPath}.tmp`;
-      if (this.removed) return;
-      await writeFile(tmp, data);
-      // A set removed meanwhile must stay removed: its files must not come back.
       if (this.removed) return void rmSync(tmp, { force: true });
       renameSync(tmp, this.snapPath);
       this.closeJournal();
       renameSync(this.nextJournalPath, this.journalPath);
-      this.snapBytes = data.byteLength;
+      this.snapBytes = bytes;
     })();
     this.compacting = run.finally(() => {
       this.compacting = null;
