@@ -33,6 +33,17 @@ function unary<Req, Res>(log: Logger, name: string, fn: (req: Req) => Promise<Re
   };
 }
 
+/**
+ * Ends a server stream with an error status the client receives, as the
+ * callback of a unary call would (grpc-js: `emit("error")`; `destroy` would
+ * drop the stream without a status and leave the client waiting).
+ */
+function failStream(log: Logger, name: string, call: grpc.ServerWritableStream<unknown, unknown>, err: unknown): void {
+  const se = toServiceError(err);
+  log.info({ rpc: name, code: se.code }, `gRPC ${name} failed: ${se.details}`);
+  call.emit("error", se);
+}
+
 function summaryToProto(s: VmSummaryOut): VmStateSummary {
   return {
     vm_id: s.vmId, owner_host: s.owner, epoch: String(s.epoch), digest: s.digest, migration_id: s.migrationId, gen: String(s.gen), status: s.status,
@@ -73,7 +84,7 @@ export function handlers(c: Coordinator, log: Logger): MigrationServiceHandlers 
           unsubscribe = unsub;
           if (ended) unsub();
         },
-        (err) => call.destroy(Object.assign(new Error(String(toServiceError(err).details)), toServiceError(err))),
+        (err) => failStream(log, "WatchMigration", call, err),
       );
     },
     CancelMigration: unary(log, "CancelMigration", async (req) => migrationToProto(await c.cancel(req.migration_id, req.reason))),
@@ -88,7 +99,7 @@ export function handlers(c: Coordinator, log: Logger): MigrationServiceHandlers 
         call.write({ total: p.total, done: p.done, failed: p.failed, finished: p.finished, elapsed_ms: performance.now() - started, migration: p.migration ? migrationToProto(p.migration) : null });
       }).then(
         () => call.end(),
-        (err) => call.destroy(Object.assign(new Error(String(toServiceError(err).details)), toServiceError(err))),
+        (err) => failStream(log, "EvacuateHost", call, err),
       );
     },
     ListHosts: unary(log, "ListHosts", async () => ({

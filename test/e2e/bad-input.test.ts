@@ -153,3 +153,23 @@ test("bad input - invalid state documents over gRPC get INVALID_ARGUMENT naming 
   await assertStillServing();
   assertPrototypeClean();
 });
+
+test("bad input - a streaming call that cannot start ends with an error status, not a silent hang", async () => {
+  const ended = (call: { on: (ev: string, f: (x?: unknown) => void) => unknown }) =>
+    Promise.race([
+      new Promise<ServiceError | "end">((resolve) => {
+        call.on("error", (e) => resolve(e as ServiceError));
+        call.on("end", () => resolve("end"));
+      }),
+      new Promise<"hang">((resolve) => setTimeout(() => resolve("hang"), 5000)),
+    ]);
+  const c = client as unknown as Record<string, (req: object) => { on: (ev: string, f: (x?: unknown) => void) => unknown }>;
+  const watch = await ended(c.WatchMigration!({ migration_id: "m-no-such-migration" }));
+  assert.ok(watch !== "hang" && watch !== "end", `WatchMigration of an unknown id: ${String(watch)}`);
+  assert.equal(watch.code, 5 /* NOT_FOUND */, watch.details);
+  const evac = await ended(c.EvacuateHost!({ src_host: "host-x", dst_hosts: ["host-x"], concurrency: 2 }));
+  assert.ok(evac !== "hang" && evac !== "end", `EvacuateHost to itself: ${String(evac)}`);
+  assert.equal(evac.code, 3 /* INVALID_ARGUMENT */, evac.details);
+  assert.match(evac.details, /cannot evacuate host host-x to itself/);
+  await assertStillServing();
+});
