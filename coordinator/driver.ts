@@ -14,6 +14,7 @@ import {
 } from "../protocol/errors.js";
 import type { Logger } from "../protocol/log.js";
 import type { AgentClient, Target } from "./agent-client.js";
+import type { HostGate } from "./host-gate.js";
 import type { Journal, Versioned } from "./journal.js";
 import { isCommitted, isTerminal, Phase, recoveryFor } from "./phases.js";
 import type { MigrationRecord, Progress } from "./record.js";
@@ -27,6 +28,8 @@ export interface DriverDeps {
   leaseMs: number;
   /** Called after every recorded change and progress step. */
   publish: (r: MigrationRecord, message: string) => void;
+  /** Orders bulk rounds and freeze windows on shared hosts (see host-gate.ts). */
+  gate: HostGate;
 }
 
 /** Thrown inside the driver when the record was taken by someone else. */
@@ -171,8 +174,21 @@ export class MigrationDriver {
     await this.rollForward(null);
   }
 
-  /** One pre-copy round: full when `sinceGen` is null. */
+  /** One pre-copy round: full when `sinceGen` is null. Bulk rounds hold their hosts shared (see host-gate.ts). */
   private async round(sinceGen: number | null, final: boolean, epoch = this.rec.value.epoch, timeoutMs?: number, freeze = false) {
+    const release = final ? null : await this.deps.gate.shared(this.hosts());
+    try {
+      return await this.sendRound(sinceGen, final, epoch, timeoutMs, freeze);
+    } finally {
+      release?.();
+    }
+  }
+
+  private hosts(): string[] {
+    return [this.rec.value.src, this.rec.value.dst];
+  }
+
+  private async sendRound(sinceGen: number | null, final: boolean, epoch: number, timeoutMs: number | undefined, freeze: boolean) {
     const p = this.rec.value.progress;
     const round = this.rec.value.nextRound;
     this.rec.value = { ...this.rec.value, nextRound: round + 1 };
@@ -220,7 +236,21 @@ export class MigrationDriver {
     this.checkAbort();
   }
 
+  /**
+   * The freeze window. With pre-copy it holds both hosts alone, so no other
+   * migration's bulk round runs there meanwhile; a stop-and-copy window is
+   * bulk work itself and shares them.
+   */
   private async switchover(): Promise<void> {
+    const release = await (this.rec.value.options.stopAndCopy ? this.deps.gate.shared(this.hosts()) : this.deps.gate.exclusive(this.hosts()));
+    try {
+      await this.freezeWindow();
+    } finally {
+      release();
+    }
+  }
+
+  private async freezeWindow(): Promise<void> {
     const r = () => this.rec.value;
     const budget = r().options.freezeBudgetMs;
     await this.save({ phase: Phase.Frozen }, "freezing the source");

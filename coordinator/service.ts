@@ -27,6 +27,7 @@ import { AgentClient } from "./agent-client.js";
 import { MigrationDriver } from "./driver.js";
 import { publishEvent, type MigrationEvent } from "./events.js";
 import { HostRegistry, type HostInfo } from "./hosts.js";
+import { HostGate } from "./host-gate.js";
 import { isUnreadable, Journal, type Versioned } from "./journal.js";
 import { isCommitted, isTerminal, Phase } from "./phases.js";
 import { DEFAULT_OPTIONS, emptyProgress, newMigrationId, type MigrationOptions, type MigrationRecord, type VmRecord } from "./record.js";
@@ -97,6 +98,8 @@ export class Coordinator {
   private readonly agents: AgentClient;
   private readonly hosts: HostRegistry;
   private readonly drivers = new Map<string, MigrationDriver>();
+  /** Freeze windows ahead of bulk rounds on shared hosts, across this coordinator's migrations. */
+  private readonly gate = new HostGate();
   /** Migrations recorded by startMigration whose driver is not tracked yet: the sweep leaves them alone. */
   private readonly starting = new Set<string>();
   private readonly terminal = new Set<string>();
@@ -139,7 +142,7 @@ export class Coordinator {
   private driverDeps() {
     return {
       journal: this.journal, agents: this.agents, log: this.log, coordinatorId: this.id, leaseMs: this.opts.leaseMs ?? 15_000,
-      publish: (r: MigrationRecord, message: string) => publishEvent(this.nc, r, message),
+      publish: (r: MigrationRecord, message: string) => publishEvent(this.nc, r, message), gate: this.gate,
     };
   }
 
@@ -255,8 +258,9 @@ export class Coordinator {
 
   /**
    * Migrates every VM off `src`, `concurrency` at a time, to `dsts` round-robin
-   * (default: every other live host). Each VM's freeze is its own: bulk
-   * copies of others overlap only its pre-copy.
+   * (default: every other live host). Each VM's freeze window has its hosts
+   * to itself: the host gate holds back other VMs' bulk rounds on them
+   * meanwhile (see host-gate.ts).
    */
   async evacuate(req: { src: string; dsts: string[]; concurrency: number; options: Partial<MigrationOptions> }, onProgress: (p: EvacuationProgress) => void): Promise<EvacuationProgress> {
     const src = checkHostId(req.src, "src_host");
