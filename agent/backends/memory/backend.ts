@@ -67,7 +67,9 @@ export class MemoryBackend implements Backend {
   private readonly vmsDir: string | null;
   private readonly stagedDir: string | null;
   private closed = false;
-  private readonly indexing = new Map<TableSet, Promise<void>>();
+  /** Sets with background work left (see `inBackground`), in the order they take turns. */
+  private readonly background = new Map<TableSet, { done: Promise<void>; resolve: () => void }>();
+  private backgroundScheduled = false;
   private maintenance: NodeJS.Timeout | null = null;
 
   constructor(private readonly opts: MemoryBackendOptions) {
@@ -277,24 +279,36 @@ export class MemoryBackend implements Backend {
   /**
    * Builds the key index of rows a full snapshot appended, and copies
    * columns a full read left shared, a slice per event-loop turn, so no one
-   * turn pays for the whole table. Resolves once both are done.
+   * turn pays for the whole table. One slice per turn for all sets together
+   * (taken in turn), however many are being received: the turn's other work
+   * (a freeze window's messages) never waits for more than one. Resolves
+   * once the set's work is done.
    */
   private inBackground(set: TableSet): Promise<void> {
-    let p = this.indexing.get(set);
-    if (p) return p;
-    p = new Promise<void>((resolve) => {
-      const step = (): void => {
-        // A set that was discarded or removed meanwhile is not worth finishing.
-        if (this.closed || !this.holds(set) || set.unshareSome(UNSHARE_SLICE_ROWS) + set.indexSome(INDEX_SLICE_ROWS) === 0) {
-          this.indexing.delete(set);
-          return resolve();
-        }
-        setImmediate(step);
-      };
-      setImmediate(step);
+    let job = this.background.get(set);
+    if (!job) {
+      let resolve!: () => void;
+      const done = new Promise<void>((r) => (resolve = r));
+      this.background.set(set, (job = { done, resolve }));
+      this.pumpBackground();
+    }
+    return job.done;
+  }
+
+  private pumpBackground(): void {
+    if (this.backgroundScheduled || this.background.size === 0) return;
+    this.backgroundScheduled = true;
+    setImmediate(() => {
+      this.backgroundScheduled = false;
+      const next = this.background.entries().next();
+      if (next.done) return;
+      const [set, job] = next.value;
+      this.background.delete(set);
+      // A set that was discarded or removed meanwhile is not worth finishing.
+      if (this.closed || !this.holds(set) || set.unshareSome(UNSHARE_SLICE_ROWS) + set.indexSome(INDEX_SLICE_ROWS) === 0) job.resolve();
+      else this.background.set(set, job); // to the back of the line
+      this.pumpBackground();
     });
-    this.indexing.set(set, p);
-    return p;
   }
 
   private holds(set: TableSet): boolean {
