@@ -8,7 +8,7 @@
  * number, string, bytes, plain array or plain object is refused). msgpackr
  * renames a `__proto__` key, and the check below refuses it in any case.
  */
-import { Packr } from "msgpackr";
+import { Packr, RESET_BUFFER_MODE } from "msgpackr";
 import { BadRequestError, PayloadTooLargeError } from "../errors.js";
 
 const packr = new Packr({
@@ -34,7 +34,20 @@ export const DEFAULT_MAX_MESSAGE_BYTES = 8 * 1024 * 1024;
 const KEEP_PACK_BUFFER_BYTES = 16 * 1024 * 1024;
 
 export function pack(value: unknown): Uint8Array {
-  const out = packr.pack(value);
+  return keepBufferSmall(packr.pack(value));
+}
+
+/**
+ * Packs a value for immediate use: the bytes are valid only until the next
+ * pack of any kind, so the caller must write them out at once, synchronously
+ * (journal records, snapshot parts). The next pack reuses the same memory,
+ * already mapped, instead of filling fresh pages record after record.
+ */
+export function packTransient(value: unknown): Uint8Array {
+  return keepBufferSmall(packr.pack(value, RESET_BUFFER_MODE));
+}
+
+function keepBufferSmall(out: Uint8Array): Uint8Array {
   if (out.buffer.byteLength > KEEP_PACK_BUFFER_BYTES) packr.useBuffer(Buffer.allocUnsafeSlow(64 * 1024));
   return out;
 }

@@ -204,3 +204,24 @@ test("envelope - missing kind, bad epoch or seq, and non-map messages are refuse
   throwsA(() => decodeEnvelope(pack(new Uint8Array([1, 2]))), BadRequestError, /not a netmig envelope/);
   throwsA(() => decodeEnvelope(encodeEnvelope({ kind: "x", migrationId: "", vmId: "", epoch: 0, seq: 0, body: 1 }), 4), PayloadTooLargeError, /limit/);
 });
+
+test("packr - a transient pack reuses its bytes for the next pack and never touches what regular packs returned", async () => {
+  const { packTransient } = await import("../../protocol/codec/packr.js");
+  const x = { a: "x".repeat(300), n: [1, 2, 3] };
+  const w = { b: new Uint8Array(5000).fill(7) };
+  const before = pack(x);
+  const t1 = packTransient({ big: new Uint8Array(20000).fill(1) });
+  const copy = Uint8Array.from(t1);
+  const after = pack(w);
+  assert.deepEqual(unpack(before), x, "a regular pack before the transient one is intact");
+  const bytes = (v: unknown, k: string) => Uint8Array.from((v as Record<string, Uint8Array>)[k]!);
+  assert.deepEqual(bytes(unpack(copy), "big"), new Uint8Array(20000).fill(1));
+  packTransient({ big: new Uint8Array(30000).fill(2) });
+  packTransient("y".repeat(1000));
+  assert.deepEqual(bytes(unpack(after), "b"), w.b, "a regular pack after the transient one is intact after more transient packs");
+  // The next pack writes where the transient one did.
+  const t2 = packTransient({ s: "z" });
+  const t3 = packTransient({ s: "q" });
+  assert.equal(t2.byteOffset, t3.byteOffset);
+  assert.equal(t2.buffer, t3.buffer);
+});

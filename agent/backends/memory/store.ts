@@ -14,7 +14,7 @@
 import { closeSync, existsSync, fstatSync, mkdirSync, openSync, readFileSync, readdirSync, renameSync, rmSync, statSync, writeFileSync, writeSync, writevSync } from "node:fs";
 import { join } from "node:path";
 import { decodeBlocks, encodeColumns } from "../../../protocol/codec/columnar.js";
-import { pack, unpack } from "../../../protocol/codec/packr.js";
+import { pack, packTransient, unpack } from "../../../protocol/codec/packr.js";
 import { TABLE_NAMES } from "../../../protocol/state/tables.js";
 import type { Change } from "../backend.js";
 import type { RowBlock } from "../../../protocol/state/row-block.js";
@@ -60,7 +60,8 @@ function* snapshotParts(blocks: readonly RowBlock[], gen: number, meta: SetMeta,
   arrayHead.writeUInt32BE(count, 1);
   // Each pack() is copied at once: msgpackr returns views of a buffer it reuses.
   yield Buffer.concat([Buffer.from([0x84]), ...["gen", gen, "frozen", meta.frozen, "sealed", meta.sealed, "blocks"].map((v) => pack(v)), arrayHead]);
-  for (const b of blocks) for (let i = 0; i < b.length; i += sliceRows) yield pack(encodeColumns(b.slice(i, i + sliceRows)));
+  // Each part is written before the next is packed.
+  for (const b of blocks) for (let i = 0; i < b.length; i += sliceRows) yield packTransient(encodeColumns(b.slice(i, i + sliceRows)));
 }
 
 /**
@@ -176,7 +177,8 @@ export class SetFile {
     const rec: Record<string, unknown> = { gen: set.gen, ...(change ? encodeChange(change) : { u: [], d: {} }) };
     if (flags.frozen !== undefined) rec.f = flags.frozen;
     if (flags.sealed !== undefined) rec.s = flags.sealed;
-    const body = pack(rec);
+    // Written at once below: the packing buffer is reused record after record.
+    const body = packTransient(rec);
     const head = Buffer.alloc(4);
     head.writeUInt32LE(body.byteLength);
     const fd = this.openJournal();
