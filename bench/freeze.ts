@@ -36,8 +36,15 @@ export interface FreezeRun {
 export interface MemoryRun {
   conntrack: number;
   encodedBytes: number;
-  /** Per agent: RSS before the VM existed, and the peak over the run. */
-  agents: { hostId: string; baselineRssBytes: number; peakRssBytes: number }[];
+  /**
+   * Per agent: RSS before the VM existed; the peak while the VM was created
+   * on host-a (the bench's seeding: thousands of small writes); and the peak
+   * over the migrations, counted from the RSS left after seeding (the whole
+   * run's peak where the kernel does not allow restarting the count).
+   */
+  agents: { hostId: string; baselineRssBytes: number; seedPeakRssBytes: number; peakRssBytes: number }[];
+  /** False when the migrations' peak could not be counted apart and includes the seeding. */
+  peakAfterSeeding: boolean;
 }
 
 export interface SizeResult {
@@ -93,6 +100,8 @@ export async function benchSize(conntrack: number, reps: { precopy: number; stop
       const res = await unaryCall<object, { hosts: { host_id: string; vms: string[] }[] }>(c.client, "ListHosts", {});
       return res.hosts.some((h) => h.host_id === "host-a" && h.vms.includes(vmId));
     }, { what: `host-a to report ${vmId}`, timeoutMs: 15_000 });
+    const seedPeak = new Map(agents.map((h) => [h, Cluster.memory(c.agents.get(h)!.pid).peakRssBytes]));
+    const peakAfterSeeding = agents.every((h) => Cluster.resetPeakRss(c.agents.get(h)!.pid));
     const note = (kind: string) => (m: Migration__Output) => log(`  ${kind} ${m.src_host}→${m.dst_host}: freeze ${freezeWindowMs(m.progress!).toFixed(2)} ms (coordinator ${m.progress!.freeze_window_ms.toFixed(2)} ms), final delta ${m.progress!.final_rows} rows, total ${m.progress!.total_ms.toFixed(0)} ms`);
     const pre = await migrateMany(c, vmId, reps.precopy, {}, note("pre-copy"));
     const stop = await migrateMany(c, vmId, reps.stopAndCopy, { stop_and_copy: true, freeze_budget_ms: 60_000 }, note("stop-and-copy"));
@@ -101,8 +110,8 @@ export async function benchSize(conntrack: number, reps: { precopy: number; stop
       precopy: { ...summarize(conntrack, rows, pre), bytes: stopRun.bytes },
       stopAndCopy: stopRun,
       memory: {
-        conntrack, encodedBytes: stopRun.bytes,
-        agents: agents.map((h) => ({ hostId: h, baselineRssBytes: baseline.get(h)!, peakRssBytes: Cluster.memory(c.agents.get(h)!.pid).peakRssBytes })),
+        conntrack, encodedBytes: stopRun.bytes, peakAfterSeeding,
+        agents: agents.map((h) => ({ hostId: h, baselineRssBytes: baseline.get(h)!, seedPeakRssBytes: seedPeak.get(h)!, peakRssBytes: Cluster.memory(c.agents.get(h)!.pid).peakRssBytes })),
       },
     };
   } finally {

@@ -80,7 +80,7 @@ async function main(): Promise<Report> {
     targets.push({ name: "1M VM migrates correctly", target: "DONE, digests equal", measured: s1m.precopy.correct && s1m.stopAndCopy.correct ? "yes" : "no", met: s1m.precopy.correct && s1m.stopAndCopy.correct });
     targets.push({ name: "1M VM full copy (stop-and-copy freeze)", target: "< 1 s", measured: `${fmtMs(s1m.stopAndCopy.p50Ms)} ms`, met: s1m.stopAndCopy.p50Ms < 1000 });
     const worst = Math.max(...s1m.memory.agents.map((a) => (a.peakRssBytes - a.baselineRssBytes) / s1m.memory.encodedBytes));
-    targets.push({ name: "1M VM agent peak RSS over baseline", target: "< 3× encoded", measured: fmtX(worst), met: worst < 3 });
+    targets.push({ name: `1M VM agent peak RSS over baseline${s1m.memory.peakAfterSeeding ? ", migrations" : ""}`, target: "< 3× encoded", measured: fmtX(worst), met: worst < 3 });
   }
   const evacMet = evacuation.failed === 0 && evacuation.done === evacuation.vms;
   targets.push({ name: `evacuation ${evacuation.vms} × ${fmtCount(evacuation.conntrackPerVm)}, total`, target: quick ? "(quick run)" : "< 10 s", measured: `${(evacuation.totalMs / 1000).toFixed(2)} s`, met: evacMet && evacuation.totalMs < 10_000 });
@@ -116,7 +116,11 @@ function render(r: Report): string {
   out.push(`\n(6) Evacuation: ${e.vms} VMs × ${fmtCount(e.conntrackPerVm)} conntrack, concurrency ${e.concurrency}: ${e.done} done, ${e.failed} failed in ${(e.totalMs / 1000).toFixed(2)} s; per-VM freeze p50 ${fmtMs(e.freezeP50Ms)} ms, p99 ${fmtMs(e.freezeP99Ms)} ms, max ${fmtMs(e.freezeMaxMs)} ms (coordinator's view: p50 ${fmtMs(e.coordinatorP50Ms)}, p99 ${fmtMs(e.coordinatorP99Ms)} ms)\n`);
   const big = r.sizes[r.sizes.length - 1]!;
   out.push(`(7) Agent memory, ${fmtCount(big.memory.conntrack)}-entry VM (encoded ${fmtBytes(big.memory.encodedBytes)}):`);
-  out.push(table(["agent", "baseline RSS", "peak RSS", "peak - baseline", "÷ encoded"], big.memory.agents.map((a) => [a.hostId, fmtBytes(a.baselineRssBytes), fmtBytes(a.peakRssBytes), fmtBytes(a.peakRssBytes - a.baselineRssBytes), fmtX((a.peakRssBytes - a.baselineRssBytes) / big.memory.encodedBytes)])));
+  const over = (b: number, a: { baselineRssBytes: number }) => `${fmtBytes(b - a.baselineRssBytes)} (${fmtX((b - a.baselineRssBytes) / big.memory.encodedBytes)})`;
+  out.push(table(
+    ["agent", "baseline RSS", `peak over the migrations${big.memory.peakAfterSeeding ? "" : " (seeding included)"} - baseline (÷ encoded)`, "peak while seeding - baseline (÷ encoded)"],
+    big.memory.agents.map((a) => [a.hostId, fmtBytes(a.baselineRssBytes), over(a.peakRssBytes, a), over(a.seedPeakRssBytes, a)]),
+  ));
   out.push("\nTargets");
   out.push(table(["target", "wanted", "measured", "met"], r.targets.map((t) => [t.name, t.target, t.measured, t.met ? "yes" : "NO"])));
   return out.join("\n");

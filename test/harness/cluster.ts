@@ -5,7 +5,7 @@
  * Everything is stopped by PID in close().
  */
 import { spawn, type ChildProcess } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -167,6 +167,19 @@ export class Cluster {
         await this.agentCall(hostId, "write", { migrationId: "", vmId: state.vmId, epoch: 0 }, { upserts, deletes: {}, create }, 30_000);
         create = false;
       }
+    }
+  }
+
+  /**
+   * Restarts a process's peak RSS count (VmHWM) from its RSS now (Linux
+   * /proc/<pid>/clear_refs); false where that is not allowed.
+   */
+  static resetPeakRss(pid: number): boolean {
+    try {
+      writeFileSync(`/proc/${pid}/clear_refs`, "5");
+      return true;
+    } catch {
+      return false;
     }
   }
 
