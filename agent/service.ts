@@ -345,8 +345,18 @@ export class Agent {
     this.epochs.update(env.vmId, { frozenBy: env.migrationId });
   }
 
+  /**
+   * Thaws a VM this migration froze. A VM frozen by another migration stays
+   * frozen: a thaw from a migration that lost its race for the VM (or any
+   * stale one) must not reopen someone else's freeze window.
+   */
   private async thaw(env: Envelope): Promise<{ ok: true }> {
     this.fence(env, "thaw");
+    const frozenBy = this.epochs.get(env.vmId)?.frozenBy;
+    if (frozenBy !== undefined && frozenBy !== env.migrationId) {
+      this.log.warn({ vmId: env.vmId, migrationId: env.migrationId, frozenBy }, "thaw ignored: the VM was frozen by another migration");
+      return { ok: true };
+    }
     const v = await this.backend.describe(env.vmId);
     if (v) {
       await this.backend.setFrozen(env.vmId, false);

@@ -67,6 +67,11 @@ test("freeze - a config change to a frozen VM is refused with a clear 'VM is mig
   const e = await refusal(c.write("host-a", "vm-frozen", { upserts: { counters: [row] } }));
   assert.equal(e.code, "VM_MIGRATING");
   assert.match(e.message, /VM vm-frozen is migrating/);
+  // A thaw from another migration (one that lost a race for the VM, say) leaves the freeze in place.
+  await c.agentCall("host-a", "thaw", { migrationId: "m-other", vmId: "vm-frozen", epoch }, {});
+  assert.equal(await c.vmStatus("host-a", "vm-frozen"), "frozen", "frozen by m-manual, not m-other");
+  assert.equal((await refusal(c.write("host-a", "vm-frozen", { upserts: { counters: [row] } }))).code, "VM_MIGRATING");
   await c.agentCall("host-a", "thaw", { migrationId: "m-manual", vmId: "vm-frozen", epoch }, {});
+  assert.equal(await c.vmStatus("host-a", "vm-frozen"), "active");
   await c.write("host-a", "vm-frozen", { upserts: { counters: [row] } });
 });
