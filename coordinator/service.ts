@@ -234,7 +234,7 @@ export class Coordinator {
       try {
         await this.journal.putVm({ ...vm.value, migrationId: rec.id }, vm.revision);
       } catch (err) {
-        await this.journal.deleteMigration(rec.id).catch(() => undefined);
+        await this.dropLostRecord(rec.id);
         if (err instanceof ConflictError) {
           const now2 = await this.journal.getVm(vmId);
           throw new VmMigratingError(`VM ${vmId} is already migrating${now2?.value.migrationId ? ` (migration ${now2.value.migrationId})` : ""}`, { vmId });
@@ -247,6 +247,22 @@ export class Coordinator {
       return rec;
     } finally {
       this.starting.delete(rec.id);
+    }
+  }
+
+  /**
+   * Removes the record of a migration that lost the race for its VM's lock
+   * (retried: a record left behind would show in ListMigrations and be
+   * recovered by a sweep, which aborts it harmlessly but needlessly).
+   */
+  private async dropLostRecord(id: string): Promise<void> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.journal.deleteMigration(id);
+      } catch (err) {
+        if (attempt >= 3) return void this.log.warn({ migrationId: id, err }, "could not remove the record of a migration that lost the race for its VM; a sweep will abort it");
+        await new Promise((r) => setTimeout(r, 50 * attempt));
+      }
     }
   }
 
