@@ -239,10 +239,13 @@ export class MigrationDriver {
   /**
    * The freeze window. With pre-copy it holds both hosts alone, so no other
    * migration's bulk round runs there meanwhile; a stop-and-copy window is
-   * bulk work itself and shares them.
+   * bulk work itself and shares them. A phased switchover comes when the
+   * guest is paused: it does not wait for rounds in flight, it only keeps
+   * new ones from starting.
    */
   private async switchover(): Promise<void> {
-    const release = await (this.rec.value.options.stopAndCopy ? this.deps.gate.shared(this.hosts()) : this.deps.gate.exclusive(this.hosts()));
+    const { options, mode } = this.rec.value;
+    const release = await (options.stopAndCopy ? this.deps.gate.shared(this.hosts()) : this.deps.gate.exclusive(this.hosts(), mode !== "phased"));
     try {
       await this.freezeWindow();
     } finally {

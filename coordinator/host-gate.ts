@@ -37,9 +37,14 @@ export class HostGate {
     return this.acquire(hostIds, false);
   }
 
-  /** Holds the hosts alone, ahead of bulk work (a switchover). */
-  exclusive(hostIds: readonly string[]): Promise<Release> {
-    return this.acquire(hostIds, true);
+  /**
+   * Holds the hosts alone, ahead of bulk work (a switchover). With `wait`
+   * false it only keeps new rounds from starting and does not wait for those
+   * in flight (a switchover whose guest is already paused: waiting would add
+   * to the guest's downtime).
+   */
+  exclusive(hostIds: readonly string[], wait = true): Promise<Release> {
+    return this.acquire(hostIds, true, wait);
   }
 
   private state(h: string): HostState {
@@ -52,9 +57,9 @@ export class HostGate {
     return exclusive ? states.every((s) => s.exclusive === 0 && s.shared === 0) : states.every((s) => s.exclusive === 0 && s.waiting === 0);
   }
 
-  private async acquire(hostIds: readonly string[], exclusive: boolean): Promise<Release> {
+  private async acquire(hostIds: readonly string[], exclusive: boolean, wait = true): Promise<Release> {
     const states = [...new Set(hostIds)].map((h) => this.state(h));
-    if (!this.free(states, exclusive)) {
+    if (wait && !this.free(states, exclusive)) {
       if (exclusive) for (const s of states) s.waiting++;
       const deadline = Date.now() + this.maxWaitMs;
       try {

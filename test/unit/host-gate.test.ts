@@ -71,3 +71,15 @@ test("host-gate - releasing twice counts once", async () => {
   r2();
   (await sw)();
 });
+
+test("host-gate - a switchover that must not wait starts at once and still holds back new rounds", async () => {
+  const gate = new HostGate(10_000);
+  const round = await gate.shared(["a", "b"]);
+  const sw = gate.exclusive(["a", "b"], false);
+  assert.ok(await settlesWithin(sw, 20), "no wait for the round in flight");
+  const late = gate.shared(["b", "c"]);
+  assert.equal(await settlesWithin(late, 30), false, "a new round waits");
+  round();
+  (await sw)();
+  (await late)();
+});
