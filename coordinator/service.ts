@@ -108,6 +108,8 @@ export class Coordinator {
   private sweepTimer: NodeJS.Timeout | null = null;
   private sweeping = false;
   private closed = false;
+  /** When `start` began listening for heartbeats (ms since the epoch). */
+  private listeningSince = Infinity;
 
   constructor(private readonly opts: CoordinatorOptions) {
     this.id = checkHostId(opts.id, "coordinator id");
@@ -120,6 +122,7 @@ export class Coordinator {
   async start(): Promise<void> {
     this.journal = await Journal.open(this.nc, { replicas: this.opts.replicas ?? 1 });
     this.hosts.start();
+    this.listeningSince = Date.now();
     await this.sweep();
     this.sweepTimer = setInterval(() => void this.sweep(), this.opts.sweepMs ?? 3000);
     this.sweepTimer.unref();
@@ -171,6 +174,17 @@ export class Coordinator {
     return out;
   }
 
+  /**
+   * Hosts are known from their heartbeats alone, so a coordinator that has
+   * just started has not heard from every host yet. For a host it has not
+   * heard from, it waits until a host that is up must have reported (one
+   * liveness period after it started listening) before calling it unknown.
+   */
+  private async heardFrom(hostIds: readonly string[]): Promise<void> {
+    const until = this.listeningSince + (this.opts.hostAliveMs ?? 5000);
+    while (hostIds.some((h) => !this.hosts.get(h)) && Date.now() < until && !this.closed) await new Promise((r) => setTimeout(r, 25));
+  }
+
   private requireLiveHost(hostId: string, role: string): void {
     if (!this.hosts.get(hostId)) throw new UnknownHostError(`${role} host ${hostId} is unknown (no agent with that id has reported)`, { hostId });
     if (!this.hosts.isAlive(hostId)) throw new UnavailableError(`${role} host ${hostId} has not sent a heartbeat recently`, { hostId });
@@ -207,6 +221,7 @@ export class Coordinator {
     const dst = checkHostId(req.dst, "destination host");
     if (req.src) checkHostId(req.src, "source host");
     const options = this.checkOptions(req.options);
+    await this.heardFrom([dst, ...(req.src ? [req.src] : [])]);
     const vm = await this.vmRecord(vmId);
     if (vm.value.migrationId) {
       const cur = await this.journal.getMigration(vm.value.migrationId);
@@ -217,6 +232,7 @@ export class Coordinator {
     const src = vm.value.owner;
     if (req.src && req.src !== src) throw new BadRequestError(`VM ${vmId} is owned by host ${src}, not ${req.src}`, { vmId });
     if (dst === src) throw new BadRequestError(`VM ${vmId} is already on host ${dst}`, { vmId });
+    await this.heardFrom([src]);
     this.requireLiveHost(dst, "destination");
     this.requireLiveHost(src, "source");
 
@@ -280,6 +296,7 @@ export class Coordinator {
    */
   async evacuate(req: { src: string; dsts: string[]; concurrency: number; options: Partial<MigrationOptions> }, onProgress: (p: EvacuationProgress) => void): Promise<EvacuationProgress> {
     const src = checkHostId(req.src, "src_host");
+    await this.heardFrom([src, ...req.dsts.filter((d) => typeof d === "string")]);
     this.requireLiveHost(src, "source");
     const dsts = req.dsts.length ? req.dsts.map((d) => checkHostId(d, "dst_hosts")) : this.hosts.list().filter((h) => h.alive && h.hostId !== src).map((h) => h.hostId);
     if (dsts.length === 0) throw new BadRequestError(`no destination host to evacuate ${src} to`);
