@@ -284,6 +284,9 @@ export class MigrationDriver {
     // The agents' own account: the source's freeze to the destination's activation.
     const agents = typeof final.frozenAtMs === "number" && typeof act.activatedAtMs === "number" ? act.activatedAtMs - final.frozenAtMs : NaN;
     const stateFrozenMs = Number.isFinite(agents) && agents > 0 && agents <= freezeWindowMs ? agents : 0;
+    if (stateFrozenMs === 0) {
+      this.deps.log.warn({ migrationId: this.id, frozenAtMs: final.frozenAtMs ?? null, activatedAtMs: act.activatedAtMs ?? null, freezeWindowMs }, "the agents' account of the freeze window is missing or outside the coordinator's; only the coordinator's is recorded");
+    }
     const steps = `freeze + final delta ${(tFinal - t0).toFixed(1)}, commit ${(tCommit - tFinal).toFixed(1)}, activate ${(tActive - tCommit).toFixed(1)} ms${stateFrozenMs ? `; ${stateFrozenMs.toFixed(1)} ms by the agents' clocks` : ""}`;
     await this.save({ phase: Phase.Activated, progress: this.progress({ freezeWindowMs, stateFrozenMs, dstDigest: act.digest }) }, `active on ${r().dst} after a ${freezeWindowMs.toFixed(1)} ms freeze window (${steps})`);
     if (act.digest !== r().progress.srcDigest) this.deps.log.error({ migrationId: this.id, src: r().progress.srcDigest, dst: act.digest }, "activated digest differs from the source's");

@@ -44,7 +44,8 @@ test("evacuate - every VM of a host under churn moves to the others, a few at a 
   for (const m of done) {
     assert.equal(m.src_host, "host-a");
     assert.ok(m.progress!.src_digest !== "" && m.progress!.src_digest === m.progress!.dst_digest, `${m.vm_id}: digests differ`);
-    assert.ok(m.progress!.state_frozen_ms > 0 && m.progress!.state_frozen_ms <= m.progress!.freeze_window_ms);
+    assert.ok(m.progress!.state_frozen_ms > 0 && m.progress!.state_frozen_ms <= m.progress!.freeze_window_ms,
+      `${m.vm_id}: state frozen ${m.progress!.state_frozen_ms} ms, coordinator's window ${m.progress!.freeze_window_ms} ms; ${m.history.map((h) => h.note).join(" | ")}\n${c.logs()}`);
   }
   const counts = events.filter((e) => !e.finished).map((e) => e.done + e.failed);
   assert.deepEqual(counts, [...counts].sort((a, b) => a - b), "progress only goes forward");
