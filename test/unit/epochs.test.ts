@@ -1,12 +1,20 @@
-import { test } from "node:test";
+import { after, test } from "node:test";
 import assert from "node:assert/strict";
-import { appendFileSync, existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { appendFileSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { EpochStore } from "../../agent/epochs.js";
 import { StaleEpochError } from "../../protocol/errors.js";
 
-const dir = () => mkdtempSync(join(tmpdir(), "netmig-epochs-"));
+const made: string[] = [];
+const dir = () => {
+  const d = mkdtempSync(join(tmpdir(), "netmig-epochs-"));
+  made.push(d);
+  return d;
+};
+after(() => {
+  for (const d of made) rmSync(d, { recursive: true, force: true });
+});
 
 test("epochs - fences survive a reopen, and a stale epoch is refused after it", () => {
   const d = dir();
