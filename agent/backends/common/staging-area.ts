@@ -14,7 +14,7 @@ import { BadRequestError, InvalidStateError, NotStagedError } from "../../../pro
 import { canonicalJson, StateDigest } from "../../../protocol/state/digest.js";
 import { emptyTables, tableCounts, type StateDelta, type Tables } from "../../../protocol/state/model.js";
 import { keyOf, TABLE_NAMES, TABLES, type TableName } from "../../../protocol/state/tables.js";
-import { RowBlock, setBlock } from "../../../protocol/state/row-block.js";
+import { setBlock } from "../../../protocol/state/row-block.js";
 import type { StagedSummary } from "../backend.js";
 
 type Row = Record<string, unknown>;
