@@ -23,7 +23,6 @@ import { StateDigest } from "../protocol/state/digest.js";
 import { checkVmId } from "../protocol/state/document.js";
 import { isTableName } from "../protocol/state/tables.js";
 import { checkHostId, CHUNK_OP, FINAL_CHUNK_OP, subjects } from "../protocol/subjects.js";
-import { CHUNK_KIND, SEAL_KIND } from "../protocol/transfer/chunks.js";
 import { RoundReceiver, type StageTarget } from "../protocol/transfer/receiver.js";
 import { sendRound } from "../protocol/transfer/sender.js";
 import type { Backend, Change } from "./backends/backend.js";
@@ -276,9 +275,7 @@ export class Agent {
     if (!r || r.vmId !== env.vmId) {
       throw new NotStagedError(`host ${this.hostId} is not receiving migration ${env.migrationId} of VM ${env.vmId} (prepare first)`, { vmId: env.vmId, migrationId: env.migrationId });
     }
-    if (env.kind === CHUNK_KIND) return r.receiver.onChunk(env.seq, env.body);
-    if (env.kind === SEAL_KIND) return r.receiver.onSeal(env.seq, env.body);
-    throw new BadRequestError(`unexpected message kind "${env.kind}" on the chunk subject`);
+    return r.receiver.onMessage(env.kind, env.seq, env.body);
   }
 
   private async activate(env: Envelope): Promise<ActivateReply> {

@@ -6,27 +6,25 @@
  * serves what the gRPC API asks.
  */
 import type { NatsConnection } from "nats";
-import { createInbox } from "nats";
 import { decodeEnvelope } from "../protocol/codec/envelope.js";
 import {
   BadRequestError, ConflictError, InDoubtError, NetmigError, UnavailableError, UnknownHostError, UnknownMigrationError, UnknownVmError,
-  VmExistsError, VmMigratingError, WrongPhaseError, asNetmigError,
+  VmExistsError, VmMigratingError, WrongPhaseError,
 } from "../protocol/errors.js";
 import type { Logger } from "../protocol/log.js";
-import { encodeReply } from "../protocol/rpc.js";
 import { StateDigest } from "../protocol/state/digest.js";
 import { checkVmId, parseDocument, toDocument, type StateDocument } from "../protocol/state/document.js";
 import { SCHEMA_VERSION } from "../protocol/state/model.js";
 import { blocksOf } from "../protocol/state/row-block.js";
 import { TableSet } from "../protocol/state/table-set.js";
 import { checkHostId, subjects } from "../protocol/subjects.js";
-import { CHUNK_KIND, SEAL_KIND } from "../protocol/transfer/chunks.js";
-import { RoundReceiver } from "../protocol/transfer/receiver.js";
+import { receiveOnInbox, RoundReceiver } from "../protocol/transfer/receiver.js";
 import { sendRound } from "../protocol/transfer/sender.js";
 import { AgentClient } from "./agent-client.js";
 import { MigrationDriver } from "./driver.js";
 import { publishEvent, type MigrationEvent } from "./events.js";
 import { HostRegistry, type HostInfo } from "./hosts.js";
+import { evacuateVms, type EvacuationProgress } from "./evacuation.js";
 import { HostGate } from "./host-gate.js";
 import { isUnreadable, Journal, type Versioned } from "./journal.js";
 import { isCommitted, isTerminal, Phase } from "./phases.js";
@@ -75,15 +73,6 @@ export interface VmSummaryOut {
   migrationId: string;
   gen: number;
   status: string;
-}
-
-export interface EvacuationProgress {
-  total: number;
-  done: number;
-  failed: number;
-  finished: boolean;
-  /** The migration that just ended, if any. */
-  migration: MigrationRecord | null;
 }
 
 const OPTION_LIMITS: Record<keyof MigrationOptions, [number, number] | null> = {
@@ -296,37 +285,16 @@ export class Coordinator {
    */
   async evacuate(req: { src: string; dsts: string[]; concurrency: number; options: Partial<MigrationOptions> }, onProgress: (p: EvacuationProgress) => void): Promise<EvacuationProgress> {
     const src = checkHostId(req.src, "src_host");
-    await this.heardFrom([src, ...req.dsts.filter((d) => typeof d === "string")]);
+    const named = req.dsts.map((d) => checkHostId(d, "dst_hosts"));
+    await this.heardFrom([src, ...named]);
     this.requireLiveHost(src, "source");
-    const dsts = req.dsts.length ? req.dsts.map((d) => checkHostId(d, "dst_hosts")) : this.hosts.list().filter((h) => h.alive && h.hostId !== src).map((h) => h.hostId);
+    const dsts = named.length ? named : this.hosts.list().filter((h) => h.alive && h.hostId !== src).map((h) => h.hostId);
     if (dsts.length === 0) throw new BadRequestError(`no destination host to evacuate ${src} to`);
     if (dsts.includes(src)) throw new BadRequestError(`cannot evacuate host ${src} to itself`);
     for (const d of dsts) this.requireLiveHost(d, "destination");
-    const concurrency = Math.max(1, Math.min(64, req.concurrency || 4));
     const vms = (this.hosts.get(src)?.vms ?? []).filter((v) => v.status === "active").map((v) => v.vmId);
-    const p: EvacuationProgress = { total: vms.length, done: 0, failed: 0, finished: false, migration: null };
-    let next = 0;
-    const worker = async () => {
-      while (next < vms.length) {
-        const i = next++;
-        const vmId = vms[i]!;
-        let r: MigrationRecord | null = null;
-        try {
-          const started = await this.startMigration({ vmId, dst: dsts[i % dsts.length]!, src, options: req.options });
-          r = await this.waitForEnd(started.id);
-          if (r.phase === Phase.Done) p.done++;
-          else p.failed++;
-        } catch (err) {
-          p.failed++;
-          this.log.warn({ vmId, err: asNetmigError(err).message }, "evacuation could not migrate a VM");
-        }
-        onProgress({ ...p, migration: r });
-      }
-    };
-    await Promise.all(Array.from({ length: Math.min(concurrency, Math.max(1, vms.length)) }, worker));
-    const last = { ...p, finished: true, migration: null };
-    onProgress(last);
-    return last;
+    const migrate = async (vmId: string, dst: string) => this.waitForEnd((await this.startMigration({ vmId, dst, src, options: req.options })).id);
+    return evacuateVms(vms, dsts, Math.max(1, Math.min(64, req.concurrency || 4)), migrate, onProgress, this.log);
   }
 
   async getMigration(id: string): Promise<MigrationRecord> {
@@ -516,26 +484,7 @@ export class Coordinator {
       digest: async () => ({ digest: set.digest.toString(), tables: set.digest.tables() }),
       sealed: async () => undefined,
     }, vmId);
-    const inbox = createInbox();
-    const sub = this.nc.subscribe(inbox, {
-      callback: (err, msg) => {
-        if (err) return;
-        void (async () => {
-          try {
-            const env = decodeEnvelope(msg.data);
-            const result = env.kind === CHUNK_KIND ? await receiver.onChunk(env.seq, env.body) : env.kind === SEAL_KIND ? await receiver.onSeal(env.seq, env.body) : null;
-            msg.respond(encodeReply(true, result));
-          } catch (e) {
-            msg.respond(encodeReply(false, asNetmigError(e).toWire()));
-          }
-        })();
-      },
-    });
-    try {
-      await this.agents.export({ hostId: owner, vmId, migrationId: "", epoch }, inbox, 120_000);
-    } finally {
-      sub.unsubscribe();
-    }
+    await receiveOnInbox(this.nc, receiver, (inbox) => this.agents.export({ hostId: owner, vmId, migrationId: "", epoch }, inbox, 120_000));
     if (!receiver.finalSealed) throw new NetmigError("INTERNAL", `export of VM ${vmId} ended without a sealed snapshot`, { vmId });
     return { hostId: owner, document: toDocument({ schemaVersion: SCHEMA_VERSION, vmId, tables: set.tables() }) };
   }

@@ -7,10 +7,13 @@
  * round ended at. Chunks already applied (same seq) are acknowledged and
  * skipped; chunks of an older round are acknowledged and ignored.
  */
-import { BadRequestError, DigestMismatchError } from "../errors.js";
+import { createInbox, type NatsConnection } from "nats";
+import { decodeEnvelope } from "../codec/envelope.js";
+import { asNetmigError, BadRequestError, DigestMismatchError } from "../errors.js";
+import { encodeReply } from "../rpc.js";
 import type { StateDelta } from "../state/model.js";
 import { digestDiff } from "../state/digest.js";
-import { parseChunk, parseSeal, type SealBody, type SealReply } from "./chunks.js";
+import { CHUNK_KIND, parseChunk, parseSeal, SEAL_KIND, type SealBody, type SealReply } from "./chunks.js";
 
 export interface StageTarget {
   /** Drops everything received so far (a full snapshot follows). */
@@ -46,6 +49,13 @@ export class RoundReceiver {
     this.seen.clear();
     this.chunksThisRound = 0;
     this.finalSealed = false;
+  }
+
+  /** A message of a round, by its envelope's kind: a chunk or a seal. */
+  onMessage(kind: string, seq: number, body: unknown): Promise<unknown> {
+    if (kind === CHUNK_KIND) return this.onChunk(seq, body);
+    if (kind === SEAL_KIND) return this.onSeal(seq, body);
+    throw new BadRequestError(`unexpected message kind "${kind}" where chunks and seals go`, { vmId: this.vmId });
   }
 
   /** A chunk; one that carries `seal` is a whole round in one message, answered with the seal reply. */
@@ -87,5 +97,31 @@ export class RoundReceiver {
     }
     this.lastSeal = { seq, reply: mine };
     return mine;
+  }
+}
+
+/**
+ * Serves a receiver on a fresh inbox while `use(inbox)` runs: a sender
+ * (an agent's export) sends its chunks and seal there as requests.
+ */
+export async function receiveOnInbox<T>(nc: NatsConnection, receiver: RoundReceiver, use: (inbox: string) => Promise<T>): Promise<T> {
+  const inbox = createInbox();
+  const sub = nc.subscribe(inbox, {
+    callback: (err, msg) => {
+      if (err) return;
+      void (async () => {
+        try {
+          const env = decodeEnvelope(msg.data);
+          msg.respond(encodeReply(true, await receiver.onMessage(env.kind, env.seq, env.body)));
+        } catch (e) {
+          msg.respond(encodeReply(false, asNetmigError(e).toWire()));
+        }
+      })();
+    },
+  });
+  try {
+    return await use(inbox);
+  } finally {
+    sub.unsubscribe();
   }
 }
