@@ -288,16 +288,17 @@ class ColumnTable {
   /** Inserts or replaces row i of a block of this table; returns its key. */
   upsert(block: RowBlock, i: number): string {
     this.ready();
-    this.own();
     const key = block.keyAt(i);
     const h = keyHash(key);
     const s = this.find(key, h);
+    // Growing gives the table new arrays: then there is nothing shared left to copy.
+    if (s < 0) this.reserve(this.n + 1);
+    this.own();
     let p: number;
     if (s >= 0) {
       p = this.slots[s]! - 1;
       this.digest.removeAt(this.name, this.cols, this.dicts, p);
     } else {
-      this.reserve(this.n + 1);
       p = this.n++;
       this.hashes[p] = h;
       this.insert(p);
