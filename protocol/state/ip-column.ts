@@ -12,7 +12,7 @@
  * address whichever width holds it. The width travels with the array itself
  * (its class), so slices and copies of a column keep it.
  */
-import { ipText, ipWords } from "./ip.js";
+import { ipText, ipWords, v4Text } from "./ip.js";
 
 /** An ip column of four words a row (see above). */
 export class WideIpColumn extends Uint32Array {}
@@ -88,9 +88,7 @@ export function ipCopy(dst: { [i: number]: unknown }[], k: number, j: number, sr
 
 /** The canonical text of the address in row i. */
 export function ipAt(col: Column, i: number): string {
-  if (col instanceof WideIpColumn) return ipText(col, 4 * i);
-  const v = col[i]!;
-  return `${v >>> 24}.${(v >>> 16) & 255}.${(v >>> 8) & 255}.${v & 255}`;
+  return col instanceof WideIpColumn ? ipText(col, 4 * i) : v4Text(col[i]!);
 }
 
 /** The four words of the address in row i (IPv4 as mapped), into out[0..3]. */

@@ -1,7 +1,7 @@
 /**
- * IP addresses as four 32-bit words, the form an `ip` column stores (see
- * tables.ts): word 0 holds the address's first four bytes, big-endian, and so
- * on. IPv4 addresses are held as IPv4-mapped IPv6 (::ffff:a.b.c.d) and come
+ * IP addresses as four 32-bit words, the form a wide `ip` column stores (see
+ * ip-column.ts; a narrow one holds an IPv4 address's last word alone): word
+ * 0 holds the address's first four bytes, big-endian, and so on. IPv4 addresses are held as IPv4-mapped IPv6 (::ffff:a.b.c.d) and come
  * back in dotted-quad form; IPv6 addresses come back in the canonical text
  * form of RFC 5952 (lowercase, the longest run of zero groups compressed).
  * A stored address therefore reads back canonical: "2001:DB8:0::1" as
@@ -127,13 +127,18 @@ export function isIp(s: unknown): boolean {
 
 const scratch = new Uint32Array(4);
 
+/** The dotted-quad text of an IPv4 address held as one 32-bit word. */
+export function v4Text(v: number): string {
+  return `${v >>> 24}.${(v >>> 16) & 255}.${(v >>> 8) & 255}.${v & 255}`;
+}
+
 /** The canonical text of the address held at words[at..at+3]. */
 export function ipText(words: Uint32Array, at: number): string {
   const w0 = words[at]!;
   const w1 = words[at + 1]!;
   const w2 = words[at + 2]!;
   const w3 = words[at + 3]!;
-  if (w0 === 0 && w1 === 0 && w2 === 0xffff) return `${w3 >>> 24}.${(w3 >>> 16) & 255}.${(w3 >>> 8) & 255}.${w3 & 255}`;
+  if (w0 === 0 && w1 === 0 && w2 === 0xffff) return v4Text(w3);
   const g = [w0 >>> 16, w0 & 0xffff, w1 >>> 16, w1 & 0xffff, w2 >>> 16, w2 & 0xffff, w3 >>> 16, w3 & 0xffff];
   // The longest run of at least two zero groups (the first of equals) becomes "::".
   let best = -1;

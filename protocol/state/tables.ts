@@ -16,8 +16,9 @@ import { canonicalIp } from "./ip.js";
 
 /**
  * Column types. Integers are range-checked; `str` is interned on the wire;
- * `ip` is an IPv4 or IPv6 address, held as 16 bytes (see ip.ts) and read back
- * in canonical text form.
+ * `ip` is an IPv4 or IPv6 address, held as 4 bytes while its column holds
+ * only IPv4 and 16 otherwise (see ip-column.ts), and read back in canonical
+ * text form.
  */
 export type FieldType = "str" | "ip" | "u8" | "u16" | "u32" | "f64" | "bool" | "json";
 

@@ -21,10 +21,10 @@ import type { StateDelta } from "../state/model.js";
 import { isTableName, type TableName } from "../state/tables.js";
 
 export const CHUNK_KIND = "chunk";
+export const SEAL_KIND = "seal";
 
 /** The most rows a full snapshot may announce for one table. */
 export const MAX_TABLE_ROWS = 16_000_000;
-export const SEAL_KIND = "seal";
 
 export interface ChunkBody {
   round: number;
