@@ -2,8 +2,6 @@
  * Section 6: host evacuation. Many VMs on host-a, each under churn, moved to
  * host-b and host-c through EvacuateHost with a concurrency limit.
  */
-import type { ClientReadableStream } from "@grpc/grpc-js";
-import type { EvacuationEvent__Output } from "../proto/gen/netmig/v1/EvacuationEvent.js";
 import { unaryCall } from "../cli/client.js";
 import { generateVmState } from "../protocol/state/generate.js";
 import { Cluster } from "../test/harness/cluster.js";
@@ -41,23 +39,16 @@ export async function benchEvacuation(vms: number, conntrack: number, concurrenc
     }, { what: `host-a to report ${vms} VMs`, timeoutMs: 30_000 });
     const freeze: number[] = [];
     const coordinator: number[] = [];
-    const last = await new Promise<EvacuationEvent__Output>((resolve, reject) => {
-      const stream = (c.client as unknown as { EvacuateHost: (req: object) => ClientReadableStream<EvacuationEvent__Output> }).EvacuateHost({
-        src_host: "host-a", dst_hosts: ["host-b", "host-c"], concurrency, options: {},
-      });
-      let end: EvacuationEvent__Output | null = null;
-      stream.on("data", (ev: EvacuationEvent__Output) => {
-        const m = ev.migration;
-        if (m && m.phase === "DONE") {
-          freeze.push(freezeWindowMs(m.progress!));
-          coordinator.push(m.progress!.freeze_window_ms);
-        }
-        if (ev.finished) end = ev;
-        else if (ev.done % 10 === 0 && m) log(`  ${ev.done}/${ev.total} done`);
-      });
-      stream.on("error", reject);
-      stream.on("end", () => (end ? resolve(end) : reject(new Error("the evacuation stream ended without a final event"))));
+    const events = await c.evacuate({ src_host: "host-a", dst_hosts: ["host-b", "host-c"], concurrency, options: {} }, (ev) => {
+      const m = ev.migration;
+      if (m && m.phase === "DONE") {
+        freeze.push(freezeWindowMs(m.progress!));
+        coordinator.push(m.progress!.freeze_window_ms);
+      }
+      if (!ev.finished && ev.done % 10 === 0 && m) log(`  ${ev.done}/${ev.total} done`);
     });
+    const last = events.at(-1);
+    if (!last?.finished) throw new Error("the evacuation stream ended without a final event");
     return {
       vms, conntrackPerVm: conntrack, concurrency, done: last.done, failed: last.failed, totalMs: last.elapsed_ms,
       freezeP50Ms: percentile(freeze, 50), freezeP99Ms: percentile(freeze, 99), freezeMaxMs: Math.max(...freeze),

@@ -1,7 +1,5 @@
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
-import type { ClientReadableStream } from "@grpc/grpc-js";
-import type { EvacuationEvent__Output } from "../../proto/gen/netmig/v1/EvacuationEvent.js";
 import { unaryCall } from "../../cli/client.js";
 import { generateVmState } from "../../protocol/state/generate.js";
 import { Cluster } from "../harness/cluster.js";
@@ -15,16 +13,6 @@ after(async () => {
   await c?.close();
 });
 
-function evacuate(req: object): Promise<EvacuationEvent__Output[]> {
-  return new Promise((resolve, reject) => {
-    const events: EvacuationEvent__Output[] = [];
-    const stream = (c.client as unknown as { EvacuateHost: (r: object) => ClientReadableStream<EvacuationEvent__Output> }).EvacuateHost(req);
-    stream.on("data", (e: EvacuationEvent__Output) => events.push(e));
-    stream.on("error", reject);
-    stream.on("end", () => resolve(events));
-  });
-}
-
 async function hostVms(): Promise<Map<string, string[]>> {
   const res = await unaryCall<object, { hosts: { host_id: string; vms: string[] }[] }>(c.client, "ListHosts", {});
   return new Map(res.hosts.map((h) => [h.host_id, h.vms]));
@@ -35,7 +23,7 @@ test("evacuate - every VM of a host under churn moves to the others, a few at a 
   for (const [i, id] of ids.entries()) await c.seed("host-a", generateVmState(id, { conntrack: 2000, fdb: 50, acls: 10, seed: 100 + i }));
   await waitFor(async () => (await hostVms()).get("host-a")?.length === ids.length, { what: "host-a to report 12 VMs", timeoutMs: 15_000 });
 
-  const events = await evacuate({ src_host: "host-a", dst_hosts: ["host-b", "host-c"], concurrency: 3, options: {} });
+  const events = await c.evacuate({ src_host: "host-a", dst_hosts: ["host-b", "host-c"], concurrency: 3, options: {} });
   const last = events.at(-1)!;
   assert.equal(last.finished, true, "the stream ends with a final event");
   assert.deepEqual([last.total, last.done, last.failed], [12, 12, 0], `evacuation ended ${last.done} done, ${last.failed} failed\n${c.logs()}`);
@@ -62,8 +50,8 @@ test("evacuate - every VM of a host under churn moves to the others, a few at a 
 });
 
 test("evacuate - a bad request names what is wrong, and the coordinator keeps serving", async () => {
-  await assert.rejects(evacuate({ src_host: "host-b", dst_hosts: ["host-b"], concurrency: 2, options: {} }), /cannot evacuate host host-b to itself/);
-  await assert.rejects(evacuate({ src_host: "host-b", dst_hosts: ["host-nowhere"], concurrency: 2, options: {} }), /host-nowhere/);
-  await assert.rejects(evacuate({ src_host: "host-nowhere", dst_hosts: ["host-b"], concurrency: 2, options: {} }), /host-nowhere/);
+  await assert.rejects(c.evacuate({ src_host: "host-b", dst_hosts: ["host-b"], concurrency: 2, options: {} }), /cannot evacuate host host-b to itself/);
+  await assert.rejects(c.evacuate({ src_host: "host-b", dst_hosts: ["host-nowhere"], concurrency: 2, options: {} }), /host-nowhere/);
+  await assert.rejects(c.evacuate({ src_host: "host-nowhere", dst_hosts: ["host-b"], concurrency: 2, options: {} }), /host-nowhere/);
   assert.ok((await hostVms()).has("host-b"), "ListHosts still answers");
 });

@@ -13,6 +13,7 @@ import { connect, type NatsConnection } from "nats";
 import { createClient, unaryCall } from "../../cli/client.js";
 import type { MigrationServiceClient } from "../../proto/gen/netmig/v1/MigrationService.js";
 import type { Migration__Output } from "../../proto/gen/netmig/v1/Migration.js";
+import type { EvacuationEvent__Output } from "../../proto/gen/netmig/v1/EvacuationEvent.js";
 import type { InventoryReply } from "../../protocol/agent-api.js";
 import { call, type CallHeader } from "../../protocol/rpc.js";
 import { toDocument } from "../../protocol/state/document.js";
@@ -213,6 +214,20 @@ export class Cluster {
       const m = await unaryCall<object, Migration__Output>(this.client, "GetMigration", { migration_id: migrationId }, 2000).catch(() => null);
       return m && phases.includes(m.phase) ? m : null;
     }, { what: `migration ${migrationId} to reach ${phases.join("/")}`, timeoutMs });
+  }
+
+  /** An EvacuateHost call: every event it streamed, in order (`onEvent` sees each as it comes); rejects with the stream's error. */
+  evacuate(req: object, onEvent?: (e: EvacuationEvent__Output) => void): Promise<EvacuationEvent__Output[]> {
+    return new Promise((resolve, reject) => {
+      const events: EvacuationEvent__Output[] = [];
+      const stream = this.client.EvacuateHost(req);
+      stream.on("data", (e: EvacuationEvent__Output) => {
+        events.push(e);
+        onEvent?.(e);
+      });
+      stream.on("error", reject);
+      stream.on("end", () => resolve(events));
+    });
   }
 
   /** Logs of every process, for a failing test's message. */
