@@ -26,8 +26,6 @@ export const TYPED_COLUMN: Partial<Record<FieldType, { new (n: number): TypedCol
   u8: Uint8Array, bool: Uint8Array, u16: Uint16Array, u32: Uint32Array, f64: Float64Array, str: Uint32Array, ip: Uint32Array,
 };
 
-export { lanesOf };
-
 /** Empty columns with room for `n` rows (json columns start empty and grow). */
 export function allocateColumns(table: TableName, n: number): Columns {
   return TABLES[table].fields.map((f) => {

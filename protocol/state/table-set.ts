@@ -24,8 +24,8 @@
 import { BadRequestError } from "../errors.js";
 import { StateDigest } from "./digest.js";
 import { emptyTables, type StateDelta, type Tables } from "./model.js";
-import { ipCopyRows } from "./ip-column.js";
-import { allocateColumns, emptyLike, lanesOf, RowBlock, setBlock, StringPool, strFields, TYPED_COLUMN, type Blocks } from "./row-block.js";
+import { ipCopyRows, lanesOf } from "./ip-column.js";
+import { allocateColumns, emptyLike, RowBlock, setBlock, StringPool, strFields, TYPED_COLUMN, type Blocks } from "./row-block.js";
 import { keyHash, ROW_CODE, type Columns, type Dicts, type TableCode } from "./row-code.js";
 import { TABLE_NAMES, TABLES, type TableName } from "./tables.js";
 
