@@ -16,13 +16,26 @@
  * Backends keep an incremental StateDigest per VM and per staging area so a
  * digest never has to be computed in the freeze window.
  */
-import type { StateDelta } from "../../protocol/state/model.js";
+import type { SourceDelta, StateDelta } from "../../protocol/state/model.js";
 import type { Change } from "../../protocol/state/table-set.js";
 import type { TableName } from "../../protocol/state/tables.js";
 
-/** A snapshot or delta read from a live VM, with the digest at that point. */
-export interface ReadResult extends StateDelta {
-  /** Whole-VM digest of the live state at `gen`. */
+/**
+ * A snapshot or delta read from a live VM, with the digest at that point. A
+ * full read's upserts may be the live tables, read a slice at a time as the
+ * sender encodes them (see `TableSet.liveRead`).
+ */
+export interface ReadResult extends SourceDelta, ReadDigest {}
+
+/** A read whose upserts are blocks: every delta, and the full reads of backends that read a dataplane into a shadow. */
+export interface BlockRead extends StateDelta, ReadDigest {}
+
+interface ReadDigest {
+  /**
+   * Whole-VM digest of the live state at `gen`. "" for a full read of a VM
+   * that may change while it is read (tracked, not frozen): its rows are
+   * exact only once the next delta is applied.
+   */
   digest: string;
   /** Per-table digests at `gen`. */
   tables: Record<TableName, string>;
@@ -90,7 +103,9 @@ export interface Backend {
    * BadRequestError when `sinceGen` is older than the backend can answer
    * (the caller then asks for a full snapshot). A full read with `track`
    * (default true) starts dirty tracking for a migration if it is not on
-   * already (see `endTracking`); exports read with `track = false`.
+   * already (see `endTracking`); exports read with `track = false`, and
+   * need an exact read. A tracked full read of a running VM may be inexact
+   * (digest ""), as long as the next delta names every row it got wrong.
    */
   read(vmId: string, sinceGen: number | null, track?: boolean): Promise<ReadResult>;
   /** Stops keeping deletions for deltas (migration over). */

@@ -1,7 +1,7 @@
 /**
  * A VM's network state as whole tables, and deltas between generations.
  */
-import type { Blocks } from "./row-block.js";
+import type { Blocks, Sources } from "./row-block.js";
 import { TABLE_NAMES, type RowTypes, type TableName } from "./tables.js";
 
 /** The current schema version of the state model. Bump on any change to TABLES. */
@@ -34,6 +34,14 @@ export interface StateDelta {
 
 export function emptyTables(): Tables {
   return { ports: [], acls: [], qos: [], mirrors: [], monitoring: [], fdb: [], neighbours: [], conntrack: [], counters: [] };
+}
+
+/**
+ * A delta as a read hands it to the sender: the same, but its upserts may be
+ * live tables read a slice at a time (see `RowSource`) instead of blocks.
+ */
+export interface SourceDelta extends Omit<StateDelta, "upserts"> {
+  upserts: Sources;
 }
 
 /** Number of rows (upserts plus deletes) a delta carries. */

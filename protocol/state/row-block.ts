@@ -44,7 +44,18 @@ export function strFields(table: TableName): number[] {
   return TABLES[table].fields.flatMap((f, k) => (f.type === "str" ? [k] : []));
 }
 
-export class RowBlock<T extends TableName = TableName> implements Iterable<RowTypes[T]> {
+/**
+ * Rows to be read a slice at a time: a block, or a table being read live
+ * (`TableSet.liveRead`), whose length may change between slices and whose
+ * slices are copies taken when asked for.
+ */
+export interface RowSource<T extends TableName = TableName> {
+  readonly table: T;
+  readonly length: number;
+  slice(from: number, to: number): RowBlock<T>;
+}
+
+export class RowBlock<T extends TableName = TableName> implements Iterable<RowTypes[T]>, RowSource<T> {
   constructor(readonly table: T, readonly length: number, readonly cols: Columns, readonly dicts: Dicts) {}
 
   /** A block holding these rows' fields (rows must be valid for the table), each str field with its own dictionary. */
@@ -211,6 +222,16 @@ export class StringPool {
 
 /** Row blocks per table, as a delta carries its upserts. */
 export type Blocks = { [T in TableName]?: RowBlock<T> };
+
+/** Row sources per table, as a read hands them to the encoder. */
+export type Sources = { [T in TableName]?: RowSource<T> };
+
+/** Each source's rows as they are now, as blocks (a block is taken as it is). */
+export function readAll(sources: Sources): Blocks {
+  const out: Blocks = {};
+  for (const src of Object.values(sources) as RowSource[]) setBlock(out, src.slice(0, src.length));
+  return out;
+}
 
 /** Whole tables of row objects as blocks. */
 export function blocksOf(tables: Partial<Record<TableName, readonly unknown[]>>): Blocks {

@@ -25,7 +25,7 @@ import { BadRequestError } from "../errors.js";
 import { StateDigest } from "./digest.js";
 import { emptyTables, type StateDelta, type Tables } from "./model.js";
 import { ipCopyRows, lanesOf } from "./ip-column.js";
-import { allocateColumns, emptyLike, RowBlock, setBlock, StringPool, strFields, TYPED_COLUMN, type Blocks } from "./row-block.js";
+import { allocateColumns, emptyLike, RowBlock, setBlock, StringPool, strFields, TYPED_COLUMN, type Blocks, type RowSource, type Sources } from "./row-block.js";
 import { keyHash, ROW_CODE, type Columns, type Dicts, type TableCode } from "./row-code.js";
 import { TABLE_NAMES, TABLES, type TableName } from "./tables.js";
 
@@ -68,6 +68,23 @@ class ColumnTable {
   /** The private copy being made a slice at a time (`unshareSome`), and how many rows it holds. */
   private copy: Columns | null = null;
   private copied = 0;
+  /**
+   * A live read (`TableSet.liveRead`), reading front to back, has handed out
+   * rows [0, readFrontier) and the next delta has not covered them yet.
+   */
+  readFrontier = 0;
+  /**
+   * Told the position of a row the live read missed, with no change naming
+   * its key: a row that moved from where the read had not been yet to where
+   * it had been, or whose content an indexing merge carried that way (set
+   * while a migration tracks changes).
+   */
+  onMove: ((position: number) => void) | null = null;
+
+  /** Row `from` went to position `to` (relocated, or merged into the row there). */
+  private moved(from: number, to: number): void {
+    if (to < this.readFrontier && from >= this.readFrontier) this.onMove?.(to);
+  }
 
   constructor(readonly name: TableName, private readonly digest: StateDigest) {
     this.code = ROW_CODE[name];
@@ -228,6 +245,7 @@ class ColumnTable {
     if (indexed) this.slots[this.slotOfPos(from)] = to + 1;
     this.code.copy(this.cols, to, this.cols, from);
     this.hashes[to] = this.hashes[from]!;
+    this.moved(from, to);
   }
 
   private pop(): void {
@@ -263,6 +281,7 @@ class ColumnTable {
         const dup = this.slots[s]! - 1;
         this.digest.removeAt(this.name, this.cols, this.dicts, dup);
         this.code.copy(this.cols, dup, this.cols, i);
+        this.moved(i, dup);
         this.dropAt(i, false);
         continue;
       }
@@ -367,6 +386,18 @@ class ColumnTable {
     const cols = allocateColumns(this.name, positions.length);
     for (let j = 0; j < positions.length; j++) this.code.copy(cols, j, this.cols, positions[j]!);
     return new RowBlock(this.name, positions.length, cols, this.dicts);
+  }
+
+  /** A block holding copies of rows [from, to) as they are now (clamped to the rows there are). */
+  copyRange(from: number, to: number): RowBlock {
+    const a = Math.max(0, Math.min(from, this.n));
+    const b = Math.max(a, Math.min(to, this.n));
+    const cols = this.cols.map((c) => {
+      if (Array.isArray(c)) return c.slice(a, b);
+      const l = lanesOf(c as TypedColumn);
+      return (c as TypedColumn).slice(a * l, b * l);
+    });
+    return new RowBlock(this.name, b - a, cols, this.dicts);
   }
 
   /** A block of every row as they are now: it shares the columns until the next change copies them. */
@@ -478,10 +509,16 @@ export class TableSet {
   indexSome(max: number): number {
     let left = max;
     let remaining = 0;
+    const logged = this.log?.length ?? 0;
     for (const tab of this.byName.values()) {
       const before = tab.indexed;
       remaining += tab.indexSome(left);
       left -= tab.indexed - before;
+    }
+    // Merging rows of one key changed the set outside `apply`: that is a new generation.
+    if (this.log && this.log.length > logged) {
+      this.gen++;
+      for (let i = logged; i < this.log.length; i++) this.log[i]!.gen = this.gen;
     }
     return remaining;
   }
@@ -526,6 +563,35 @@ export class TableSet {
     return out;
   }
 
+  /**
+   * Every row, read from the live tables a slice at a time, each table front
+   * to back: no copy of the tables is made, each slice is copied when the
+   * reader asks for it. While
+   * no change is applied, the slices are exactly the set at this generation.
+   * If changes are applied between slices, the slices mix generations and
+   * may miss rows that moved to a position already read; with tracking on
+   * (see `startTracking`) since before this call, `since(gen)` afterwards
+   * names every row they may have got wrong (changed, deleted, or moved
+   * to a position already read), so a full round read this way is made
+   * exact by the next delta. Rows moving are logged only until then.
+   */
+  liveRead(): Sources {
+    const out: Record<string, RowSource> = {};
+    for (const t of TABLE_NAMES) {
+      const tab = this.table(t);
+      tab.readFrontier = 0;
+      if (tab.n === 0) continue;
+      const slice = (from: number, to: number): RowBlock => {
+        const block = tab.copyRange(from, to);
+        // Where the reader is now: a slice that starts over (a sample) moves it back.
+        tab.readFrontier = from + block.length;
+        return block;
+      };
+      out[t] = { table: t, get length() { return tab.n; }, slice };
+    }
+    return out as Sources;
+  }
+
   /** Every row, as objects (documents, tests). */
   tables(): Tables {
     const out = emptyTables();
@@ -537,10 +603,12 @@ export class TableSet {
   startTracking(): void {
     this.log = [];
     this.logFrom = this.gen;
+    for (const [t, tab] of this.byName) tab.onMove = (p) => this.note(t, tab.keyAt(p));
   }
 
   stopTracking(): void {
     this.log = null;
+    for (const tab of this.byName.values()) tab.onMove = null;
   }
 
   get tracking(): boolean {
@@ -566,6 +634,8 @@ export class TableSet {
       this.logFrom = g;
       lo = 0;
     }
+    // Once this delta is applied the receiver holds the rows by key: where rows move no longer matters.
+    for (const tab of this.byName.values()) tab.readFrontier = 0;
     const touched = new Map<TableName, Set<string>>();
     for (let i = lo; i < this.log.length; i++) {
       const e = this.log[i]!;

@@ -12,7 +12,10 @@
  * Each is a NATS request answered with an ack, so the sender knows what
  * arrived. A chunk is idempotent by (migrationId, seq): the receiver skips a
  * seq it has applied. The seal carries the sender's digest at `gen`; the
- * receiver checks its own digest against it and answers with it.
+ * receiver checks its own digest against it and answers with it. A full
+ * round read from a VM that kept changing meanwhile carries the digest ""
+ * (nothing to check: its rows mix generations until the next round, a
+ * delta, resends every row that changed or moved); a final seal never does.
  */
 import { BadRequestError } from "../errors.js";
 import { asObject, optUint } from "../agent-api.js";
@@ -95,6 +98,8 @@ export function parseSeal(body: unknown): SealBody {
   const chunks = optUint(o, "chunks", "seal");
   if (chunks === undefined) throw new BadRequestError("seal.chunks is required");
   if (typeof o.digest !== "string") throw new BadRequestError("seal.digest must be a string");
+  const final = o.final === true;
+  if (o.digest === "" && (final || g.baseGen !== null)) throw new BadRequestError("seal.digest may be empty only on a full round that is not final");
   const tables = asObject(o.tables ?? {}, "seal.tables") as Record<string, string>;
-  return { ...g, chunks, digest: o.digest, tables, final: o.final === true };
+  return { ...g, chunks, digest: o.digest, tables, final };
 }

@@ -11,7 +11,7 @@
  */
 import { encodeColumns, type ColumnBlock } from "../codec/columnar.js";
 import { encodeEnvelope } from "../codec/envelope.js";
-import type { StateDelta } from "../state/model.js";
+import type { SourceDelta } from "../state/model.js";
 import { TABLE_NAMES, type TableName } from "../state/tables.js";
 import { CHUNK_KIND, SEAL_KIND, type SealBody } from "./chunks.js";
 
@@ -23,7 +23,12 @@ export interface RoundHeader {
   /** First seq of this round; seqs must not repeat within a migration. */
   seqBase: number;
   final: boolean;
-  /** Digest of the sender's state at `delta.gen`. */
+  /**
+   * Digest of the sender's state at `delta.gen`; "" for a full round read
+   * from a VM that kept changing meanwhile (the receiver cannot check it:
+   * the next round, a delta, makes the copy exact). A final round always
+   * carries one.
+   */
   digest: string;
   tables: Record<string, string>;
   /** The sender's conntrack zone per ifaceId. */
@@ -63,7 +68,7 @@ function estimate(block: ColumnBlock): number {
 }
 
 /** The round's messages in send order; the last one seals it. */
-export function* encodeRound(delta: StateDelta, h: RoundHeader, maxBytes: number): Generator<EncodedMessage> {
+export function* encodeRound(delta: SourceDelta, h: RoundHeader, maxBytes: number): Generator<EncodedMessage> {
   const sizes: Partial<Record<TableName, number>> = {};
   if (delta.baseGen === null) for (const t of TABLE_NAMES) if (delta.upserts[t]?.length) sizes[t] = delta.upserts[t]!.length;
   const header = { round: h.round, baseGen: delta.baseGen, gen: delta.gen, zones: h.zones, ...(delta.baseGen === null ? { sizes } : {}) };

@@ -7,7 +7,7 @@
 import type { NatsConnection } from "nats";
 import { PayloadTooLargeError, TimeoutError } from "../errors.js";
 import { parseReply } from "../rpc.js";
-import type { StateDelta } from "../state/model.js";
+import type { SourceDelta } from "../state/model.js";
 import type { SealReply } from "./chunks.js";
 import { encodeRound, type RoundHeader } from "./encoder.js";
 
@@ -40,7 +40,7 @@ export function chunkBytesFor(nc: NatsConnection, requested = DEFAULT_CHUNK_BYTE
   return Math.max(4096, Math.min(requested, serverMax - 4096));
 }
 
-export async function sendRound(nc: NatsConnection, delta: StateDelta, o: SendOptions): Promise<SendResult> {
+export async function sendRound(nc: NatsConnection, delta: SourceDelta, o: SendOptions): Promise<SendResult> {
   const started = performance.now();
   const serverMax = nc.info?.max_payload ?? 1024 * 1024;
   const window = o.window ?? 8;

@@ -13,9 +13,8 @@
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { createOvsBackend } from "../../agent/backends/ovs/index.js";
+import { createOvsBackend, type OvsBackend } from "../../agent/backends/ovs/index.js";
 import { hashCookie } from "../../agent/backends/ovs/cookie.js";
-import type { Backend } from "../../agent/backends/backend.js";
 import { NetnsLab } from "../harness/netns.js";
 import { OvsInstance } from "../harness/ovs.js";
 
@@ -34,8 +33,8 @@ export interface Topology {
   peer: string;
   ovsA: OvsInstance;
   ovsB: OvsInstance;
-  a: Backend;
-  b: Backend;
+  a: OvsBackend;
+  b: OvsBackend;
   stateA: string;
   stateB: string;
   vm1Mac: string;

@@ -329,3 +329,33 @@ test("receiver - malformed chunks and seals are refused", async () => {
   await rejectsWith(rx.onSeal(0, { round: 0, baseGen: null, gen: 1, digest: "x" }), BadRequestError, /seal\.chunks is required/);
   await rejectsWith(rx.onSeal(0, { round: 0, baseGen: null, gen: 1, chunks: 0, digest: 5 }), BadRequestError, /seal\.digest must be a string/);
 });
+
+test("receiver - a full round read live while the source changes seals without a digest; the next delta's digest checks it", async () => {
+  const { src, zones } = source();
+  const g0 = src.gen;
+  const live = src.liveRead();
+  // The round's chunks are read a slice at a time, the source changing in between (rows move into deleted rows' places).
+  const header = { round: 0, baseGen: null, gen: g0, zones };
+  const chunks: unknown[] = [];
+  let salt = 0;
+  for (const t of TABLE_NAMES) {
+    const from = live[t];
+    for (let i = 0; from && i < from.length; i += 500) {
+      chunks.push(wire({ ...header, blocks: [encodeColumns(from.slice(i, i + 500))], deletes: {} }));
+      churn(src, ++salt);
+    }
+  }
+  const rx = new RoundReceiver(new SetTarget(), VM);
+  let seq = 0;
+  for (const c of chunks) await rx.onChunk(seq++, c);
+  const reply = await rx.onSeal(seq++, wire({ round: 0, baseGen: null, gen: g0, chunks: chunks.length, digest: "", tables: {}, final: false }));
+  assert.notEqual(reply.digest, src.digest.toString(), "the live round alone is not the source's state");
+  // A delta round since the read's generation makes it exact, and its digest is checked.
+  const r1 = buildRound(1, g0, src.gen, src.since(g0), src.digest, zones, true);
+  const { reply: r1reply } = await send(rx, r1, seq);
+  assert.equal(r1reply.digest, src.digest.toString());
+  assert.equal(rx.finalSealed, true);
+  // Only a full round that is not final may go unchecked.
+  await rejectsWith(rx.onSeal(100, wire({ round: 2, baseGen: null, gen: src.gen, chunks: 0, digest: "", tables: {}, final: true })), BadRequestError, /digest may be empty only/);
+  await rejectsWith(rx.onSeal(101, wire({ round: 2, baseGen: src.gen, gen: src.gen, chunks: 0, digest: "", tables: {}, final: false })), BadRequestError, /digest may be empty only/);
+});

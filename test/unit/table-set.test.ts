@@ -487,3 +487,66 @@ test("table-set - ip columns stay one word a row while every address is IPv4, wi
   assert.ok(joined.column("origSrc") instanceof WideIpColumn);
   assert.deepEqual(joined.rows(), [...ct.slice(0, 10), v6]);
 });
+
+test("table-set - a live read taken a slice at a time under changes, then the delta since its generation, gives the source's rows exactly", () => {
+  let seed = 777;
+  const rand = (n: number): number => {
+    seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
+    return (seed >>> 8) % n;
+  };
+  const fdbRow = (k: number, age: number): FdbRow => ({ mac: `52:54:00:00:${(k >> 8).toString(16).padStart(2, "0")}:${(k & 0xff).toString(16).padStart(2, "0")}`, vlan: 7, ifaceId: `if${k % 3}`, ageSec: age, static: false });
+  for (let trial = 0; trial < 20; trial++) {
+    const src = new TableSet();
+    src.apply({ upserts: blocksOf({ fdb: Array.from({ length: 300 }, (_, k) => fdbRow(k, 0)), acls: Array.from({ length: 30 }, (_, i) => acl(i)) }), deletes: {} });
+    // Some rows appended unindexed, one key twice: indexing while the read goes on merges them.
+    src.append({ upserts: blocksOf({ fdb: [fdbRow(500, 1), fdbRow(501, 1), fdbRow(500, 2), fdbRow(502, 1)] }) });
+    src.startTracking();
+    const g0 = src.gen;
+    const sources = src.liveRead();
+    const dst = new TableSet();
+    for (const t of ["fdb", "acls"] as const) {
+      const from = sources[t]!;
+      for (let i = 0; i < from.length; ) {
+        const n = 1 + rand(40);
+        const slice = from.slice(i, i + n);
+        dst.append({ upserts: t === "fdb" ? { fdb: slice as never } : { acls: slice as never } });
+        i += n;
+        // Between slices: deletes (rows move into the holes), replaced rows, new rows, a key deleted and re-added, indexing.
+        // Every other trial leaves the fdb table alone while it is read, so indexing merges the twice-appended key after the read passed it.
+        const op = trial % 2 === 0 && t === "fdb" ? 3 : rand(5);
+        const keys = Array.from(src.rows("fdb"), (r) => keyOf("fdb", r));
+        if (op === 0) src.apply({ upserts: {}, deletes: { fdb: [keys[rand(keys.length)]!, keys[rand(keys.length)]!] } });
+        else if (op === 1) src.apply({ upserts: blocksOf({ fdb: [fdbRow(rand(600), 100 + rand(100))] }), deletes: {} });
+        else if (op === 2) {
+          const k = rand(300);
+          src.apply({ upserts: {}, deletes: { fdb: [keyOf("fdb", fdbRow(k, 0))] } });
+          src.apply({ upserts: blocksOf({ fdb: [fdbRow(k, 9)] }), deletes: {} });
+        } else if (op === 3) src.apply({ upserts: blocksOf({ acls: [acl(rand(40), rand(2000))] }), deletes: { acls: [`acl-${rand(40)}`] } });
+        else src.indexSome(1 + rand(3));
+      }
+      if (t === "fdb" && trial % 2 === 0) assert.equal(src.indexSome(Infinity), 0);
+    }
+    const d = src.since(g0);
+    dst.apply(d);
+    assert.equal(dst.digest.toString(), src.digest.toString(), `trial ${trial}: digests after the delta`);
+    assert.deepEqual(norm({ upserts: dst.full(), deletes: {} }), norm({ upserts: src.full(), deletes: {} }), `trial ${trial}: rows after the delta`);
+  }
+});
+
+test("table-set - indexing that merges a twice-appended key behind a live read is a change the next delta carries", () => {
+  const fdbRow = (k: number, age: number): FdbRow => ({ mac: `52:54:00:00:01:${k.toString(16).padStart(2, "0")}`, vlan: 7, ifaceId: "if0", ageSec: age, static: false });
+  const src = new TableSet();
+  src.append({ upserts: blocksOf({ fdb: [fdbRow(1, 0), fdbRow(2, 1), fdbRow(3, 0), fdbRow(2, 2), fdbRow(4, 0)] }) });
+  src.startTracking();
+  const g0 = src.gen;
+  const from = src.liveRead().fdb!;
+  const dst = new TableSet();
+  dst.append({ upserts: { fdb: from.slice(0, 2) } });
+  // The later row of key 2 replaces the earlier one, already read, and the last row moves into its place.
+  assert.equal(src.indexSome(Infinity), 0);
+  assert.ok(src.gen > g0, "merging rows is a new generation");
+  dst.append({ upserts: { fdb: from.slice(2, from.length) } });
+  dst.apply(src.since(g0));
+  assert.equal(dst.digest.toString(), src.digest.toString());
+  assert.equal((dst.get("fdb", keyOf("fdb", fdbRow(2, 0))) as unknown as FdbRow).ageSec, 2);
+});

@@ -14,7 +14,7 @@ import { canonicalJson, StateDigest } from "../../../protocol/state/digest.js";
 import { emptyTables, type StateDelta, type Tables } from "../../../protocol/state/model.js";
 import { blocksOf, RowBlock, setBlock } from "../../../protocol/state/row-block.js";
 import { keyOf, TABLE_NAMES, TABLES, type TableName } from "../../../protocol/state/tables.js";
-import type { ReadResult } from "../backend.js";
+import type { BlockRead } from "../backend.js";
 
 type Row = Record<string, unknown>;
 
@@ -187,7 +187,7 @@ export class Shadow {
    * A backend's answer to `read`: the full state (and tracking starts) when
    * `sinceGen` is null, else the delta since it; with the digests either way.
    */
-  read(vmId: string, sinceGen: number | null): ReadResult {
+  read(vmId: string, sinceGen: number | null): BlockRead {
     const digest = this.digest.toString();
     const tables = this.digest.tables();
     if (sinceGen === null) {

@@ -11,7 +11,7 @@
  */
 import { mkdir, readFile, rename, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import type { Backend, Change, ReadResult, RemapContext, StagedSummary, VmSummary } from "../backend.js";
+import type { Backend, Change, BlockRead, RemapContext, StagedSummary, VmSummary } from "../backend.js";
 import { BadRequestError, BackendError, NotStagedError, UnknownVmError, VmMigratingError } from "../../../protocol/errors.js";
 import { emptyTables, type StateDelta } from "../../../protocol/state/model.js";
 import { keyOf, type ConntrackRow } from "../../../protocol/state/tables.js";
@@ -111,7 +111,7 @@ export class ConntrackBackend implements Backend {
     return this.summary(vmId, (fresh ? undefined : this.live.get(vmId)) ?? (await this.refresh(vmId)));
   }
 
-  async read(vmId: string, sinceGen: number | null): Promise<ReadResult> {
+  async read(vmId: string, sinceGen: number | null): Promise<BlockRead> {
     return (await this.refresh(vmId)).shadow.read(vmId, sinceGen);
   }
 

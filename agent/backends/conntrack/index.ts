@@ -2,7 +2,6 @@
  * Kernel conntrack: the standalone `conntrack` backend and the pieces the
  * `ovs` backend composes with.
  */
-import type { Backend } from "../backend.js";
 import { ConntrackBackend, type ConntrackBackendOptions } from "./conntrack-backend.js";
 
 export type { ConntrackBackendOptions } from "./conntrack-backend.js";
@@ -16,6 +15,6 @@ export { CtnlWriter } from "./ctnetlink-helper.js";
 export { encodeCtOps, ipBytes, type CtOp } from "./ctnetlink-messages.js";
 
 /** Creates the standalone conntrack backend. Call `start()` before use. */
-export function createConntrackBackend(options: ConntrackBackendOptions): Backend {
+export function createConntrackBackend(options: ConntrackBackendOptions): ConntrackBackend {
   return new ConntrackBackend(options);
 }

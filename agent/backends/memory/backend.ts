@@ -157,19 +157,24 @@ export class MemoryBackend implements Backend {
 
   async read(vmId: string, sinceGen: number | null, track = true): Promise<ReadResult> {
     const l = this.getLive(vmId);
-    let delta: StateDelta;
-    if (sinceGen === null) {
-      if (track && !l.set.tracking) l.set.startTracking();
-      delta = { vmId, baseGen: null, gen: l.set.gen, upserts: l.set.full(), deletes: {} };
-      // The read shares the set's columns; copy them back a slice at a time
-      // now, so the next write (maybe in a freeze window) has nothing to copy.
-      // A frozen VM takes no writes (its next step is release): nothing to do.
-      if (!l.frozen) void this.inBackground(l.set);
-    } else {
+    const at = { digest: l.set.digest.toString(), tables: l.set.digest.tables() };
+    if (sinceGen !== null) {
       const c = l.set.since(sinceGen);
-      delta = { vmId, baseGen: sinceGen, gen: l.set.gen, upserts: c.upserts, deletes: c.deletes };
+      return { vmId, baseGen: sinceGen, gen: l.set.gen, upserts: c.upserts, deletes: c.deletes, ...at };
     }
-    return { ...delta, digest: l.set.digest.toString(), tables: l.set.digest.tables() };
+    if (track && !l.set.tracking) l.set.startTracking();
+    if (track || l.frozen) {
+      // A migration's full round reads the live tables as it sends them:
+      // no second copy of a big VM's tables. A frozen VM does not change
+      // meanwhile; a running one does, and its tracking names every row
+      // the round may have got wrong for the next round to resend.
+      return { vmId, baseGen: null, gen: l.set.gen, upserts: l.set.liveRead(), deletes: {}, ...at, digest: l.frozen ? at.digest : "" };
+    }
+    // An export of a running VM must be exact on its own: it shares the set's
+    // columns (copy on write), copied back a slice at a time from now on, so
+    // the next write has nothing to copy.
+    void this.inBackground(l.set);
+    return { vmId, baseGen: null, gen: l.set.gen, upserts: l.set.full(), deletes: {}, ...at };
   }
 
   async endTracking(vmId: string): Promise<void> {

@@ -1,7 +1,6 @@
 /**
  * The `ovs` dataplane backend: public surface.
  */
-import type { Backend } from "../backend.js";
 import { OvsBackend } from "./ovs-backend.js";
 import type { OvsBackendOptions } from "./options.js";
 
@@ -10,6 +9,6 @@ export { OvsBackend } from "./ovs-backend.js";
 export { hashCookie, vmCookie } from "./cookie.js";
 
 /** Creates the ovs backend (`netmig agent --backend ovs`). Call `start()` before use. */
-export function createOvsBackend(options: OvsBackendOptions): Backend {
+export function createOvsBackend(options: OvsBackendOptions): OvsBackend {
   return new OvsBackend(options);
 }

@@ -12,7 +12,7 @@
  */
 import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import type { Backend, Change, ReadResult, RemapContext, StagedSummary, VmSummary } from "../backend.js";
+import type { Backend, Change, BlockRead, RemapContext, StagedSummary, VmSummary } from "../backend.js";
 import { BackendError, NotStagedError, UnknownVmError, VmMigratingError } from "../../../protocol/errors.js";
 import { emptyTables, tableCounts, type StateDelta, type Tables } from "../../../protocol/state/model.js";
 import { RowBlock } from "../../../protocol/state/row-block.js";
@@ -241,7 +241,7 @@ export class OvsBackend implements Backend {
     });
   }
 
-  read(vmId: string, sinceGen: number | null): Promise<ReadResult> {
+  read(vmId: string, sinceGen: number | null): Promise<BlockRead> {
     return this.lock(vmId, async () => {
       const vm = await this.refresh(vmId);
       if (!vm) throw new UnknownVmError(`VM ${vmId} has no state on bridge ${this.options.bridge}`, { vmId });
