@@ -11,7 +11,10 @@ import { createLogger, type Logger } from "../protocol/log.js";
 import type { MigrationOptions } from "../coordinator/record.js";
 
 export async function connectNats(url: string, name: string, log: Logger): Promise<NatsConnection> {
-  const nc = await connect({ servers: url.split(","), name, maxReconnectAttempts: -1, reconnectTimeWait: 250, pingInterval: 10_000 });
+  // noAsyncTraces: nats.js would otherwise capture a stack trace (two or three
+  // Error objects) for every request, a chunk's included; netmig's own errors
+  // name the subject and the operation that timed out.
+  const nc = await connect({ servers: url.split(","), name, maxReconnectAttempts: -1, reconnectTimeWait: 250, pingInterval: 10_000, noAsyncTraces: true });
   void (async () => {
     for await (const s of nc.status()) {
       if (s.type === "disconnect" || s.type === "reconnect") log.warn({ nats: s.type, server: s.data }, `NATS ${s.type}`);

@@ -15,8 +15,6 @@ export interface CallHeader {
 
 /** Sends an envelope and returns the reply's result, or throws the remote error. */
 export async function call<R>(nc: NatsConnection, subject: string, kind: string, header: CallHeader, body: unknown, timeoutMs: number): Promise<R> {
-  // Created here so its stack names the caller (the reply comes on another tick).
-  const timeoutError = new TimeoutError(`no reply to ${kind} on ${subject} within ${timeoutMs} ms`, { vmId: header.vmId, migrationId: header.migrationId });
   const data = encodeEnvelope({ kind, migrationId: header.migrationId, vmId: header.vmId, epoch: header.epoch, seq: header.seq ?? 0, body });
   let msg: Msg;
   try {
@@ -24,7 +22,8 @@ export async function call<R>(nc: NatsConnection, subject: string, kind: string,
   } catch (err) {
     const code = (err as { code?: string }).code;
     if (code === "503") throw new UnavailableError(`nobody is serving ${subject} (is the agent running?)`, { vmId: header.vmId, migrationId: header.migrationId });
-    if (code === "TIMEOUT") throw timeoutError;
+    // Made only on a timeout: an Error per call (its stack trace) costs more than the call itself.
+    if (code === "TIMEOUT") throw new TimeoutError(`no reply to ${kind} on ${subject} within ${timeoutMs} ms`, { vmId: header.vmId, migrationId: header.migrationId });
     throw new UnavailableError(`request ${kind} on ${subject} failed: ${(err as Error).message}`, { vmId: header.vmId }, { cause: err });
   }
   return parseReply<R>(msg.data);
