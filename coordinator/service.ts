@@ -423,9 +423,17 @@ export class Coordinator {
 
   /** Waits until the migration reaches one of `phases` or ends. */
   private async until(d: MigrationDriver, phases: Phase[]): Promise<MigrationRecord> {
+    let stopped = false;
+    void d.done.then(() => (stopped = true));
     for (;;) {
       const r = d.record;
       if (phases.includes(r.phase) || isTerminal(r.phase)) return r;
+      if (stopped) {
+        // The driver stopped short: another coordinator took the migration over, or the recovery sweep will resume it.
+        const now = await this.getMigration(r.id);
+        if (phases.includes(now.phase) || isTerminal(now.phase)) return now;
+        throw new UnavailableError(`migration ${r.id} (phase ${now.phase}) is driven by coordinator ${now.driver}, not by this call's; ask again`, { migrationId: r.id });
+      }
       await Promise.race([d.done, new Promise((res) => setTimeout(res, 5))]);
     }
   }
