@@ -60,6 +60,8 @@ export class MigrationDriver {
   private abortReason: string | null = null;
   private wakeUp: (() => void) | null = null;
   private saving: Promise<unknown> = Promise.resolve();
+  /** When the record was last written (see `checkpoint`). */
+  private savedAt = 0;
   /**
    * Switchover / Complete requests. Kept here, not only on the record: a
    * request that lands while a save is in flight would otherwise be lost
@@ -132,11 +134,28 @@ export class MigrationDriver {
         }
         throw err;
       }
+      this.savedAt = now;
       this.deps.publish(this.rec.value, note ?? patch.phase ?? "progress");
       crashPoint("after", patch.phase, this.deps.log);
     });
     this.saving = run.catch(() => undefined);
     return run;
+  }
+
+  /**
+   * Progress within a phase (a pre-copy round): published to watchers, and
+   * written to the record only when the last write is a third of the lease
+   * old (to renew it). Recovery before commit aborts whatever the record's
+   * progress says, so a write per round would buy nothing but load.
+   */
+  private async checkpoint(note: string): Promise<void> {
+    if (this.leaseAging()) return this.save({}, note);
+    this.deps.publish(this.rec.value, note);
+  }
+
+  /** The record was last written a third of the lease ago or more: time to renew it. */
+  private leaseAging(): boolean {
+    return Date.now() - this.savedAt >= this.deps.leaseMs / 3;
   }
 
   private progress(p: Partial<Progress>): Progress {
@@ -206,32 +225,30 @@ export class MigrationDriver {
   private async precopy(): Promise<void> {
     const o = this.rec.value.options;
     let res = await this.round(null, false);
-    await this.save({}, `round 0: full copy, ${res.rows} rows, ${res.bytes} bytes`);
+    await this.checkpoint(`round 0: full copy, ${res.rows} rows, ${res.bytes} bytes`);
     // A phased migration whose Switchover has come stops converging: the guest is paused, the final delta goes now.
     const called = () => this.rec.value.mode === "phased" && (this.requested.switchover || this.requested.complete);
     for (let i = 0; i < o.maxPrecopyRounds && res.rows > o.convergeRows && !called(); i++) {
       this.checkAbort();
       res = await this.round(this.rec.value.sealedGen, false);
-      await this.save({}, `round ${this.rec.value.progress.round}: ${res.rows} rows changed`);
+      await this.checkpoint(`round ${this.rec.value.progress.round}: ${res.rows} rows changed`);
     }
     this.rec.value.progress.precopyMs = performance.now() - this.startedAt;
   }
 
   /** Phased mode: keeps deltas flowing until `cond` holds, so the final delta stays small. */
   private async syncUntil(cond: () => boolean): Promise<void> {
-    let lastSave = Date.now();
     while (!cond()) {
       this.checkAbort();
       await this.sleep(SYNC_INTERVAL_MS);
       if (cond() || this.abortReason !== null) continue;
-      if (this.rec.value.options.stopAndCopy) continue;
-      const res = await this.round(this.rec.value.sealedGen, false);
-      if (Date.now() - lastSave > 2000) {
-        lastSave = Date.now();
-        await this.save({}, `continuous sync: round ${this.rec.value.progress.round}, ${res.rows} rows`);
-      } else {
-        this.deps.publish(this.rec.value, `round ${this.rec.value.progress.round}: ${res.rows} rows changed`);
+      if (this.rec.value.options.stopAndCopy) {
+        // Nothing flows before a stop-and-copy switchover; the lease is still renewed.
+        if (this.leaseAging()) await this.save({});
+        continue;
       }
+      const res = await this.round(this.rec.value.sealedGen, false);
+      await this.checkpoint(`continuous sync: round ${this.rec.value.progress.round}, ${res.rows} rows`);
     }
     this.checkAbort();
   }
