@@ -34,9 +34,28 @@ export function allocateColumns(table: TableName, n: number): Columns {
   });
 }
 
-/** An empty typed column of the same kind (and ip width) as `col`, with room for `rows` rows. */
-export function emptyLike(col: TypedColumn, rows: number): TypedColumn {
-  return new (col.constructor as new (n: number) => TypedColumn)(rows * lanesOf(col));
+/**
+ * Empty typed columns of the same kinds (and ip widths) as `cols`, with room
+ * for `rows` rows, all carved from one ArrayBuffer (json columns: new empty
+ * arrays). A big table is then one allocation, which the C allocator maps on
+ * its own and unmaps as soon as it is freed; a dozen arrays of a few MB each
+ * would be served from its heap after the first few are freed, and kept
+ * there (resident) once freed.
+ */
+export function emptyColumnsLike(cols: Columns, rows: number): Columns {
+  let bytes = 0;
+  const at = cols.map((c) => {
+    if (Array.isArray(c)) return -1;
+    const off = bytes;
+    bytes += (rows * lanesOf(c as TypedColumn) * (c as TypedColumn).BYTES_PER_ELEMENT + 7) & ~7;
+    return off;
+  });
+  const buffer = new ArrayBuffer(bytes);
+  return cols.map((c, k) => {
+    if (Array.isArray(c)) return [];
+    const C = c.constructor as new (b: ArrayBuffer, offset: number, length: number) => TypedColumn;
+    return new C(buffer, at[k]!, rows * lanesOf(c as TypedColumn));
+  });
 }
 
 /** The indices of a table's str fields (those with dictionaries). */

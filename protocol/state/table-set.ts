@@ -25,7 +25,7 @@ import { BadRequestError } from "../errors.js";
 import { StateDigest } from "./digest.js";
 import { emptyTables, type StateDelta, type Tables } from "./model.js";
 import { ipCopyRows, lanesOf } from "./ip-column.js";
-import { allocateColumns, emptyLike, RowBlock, setBlock, StringPool, strFields, TYPED_COLUMN, type Blocks, type RowSource, type Sources } from "./row-block.js";
+import { allocateColumns, emptyColumnsLike, RowBlock, setBlock, StringPool, strFields, TYPED_COLUMN, type Blocks, type RowSource, type Sources } from "./row-block.js";
 import { keyHash, ROW_CODE, type Columns, type Dicts, type TableCode } from "./row-code.js";
 import { TABLE_NAMES, TABLES, type TableName } from "./tables.js";
 
@@ -134,7 +134,7 @@ class ColumnTable {
    */
   unshareSome(max: number): number {
     if (!this.shared) return 0;
-    this.copy ??= this.cols.map((c) => (Array.isArray(c) ? [] : emptyLike(c as TypedColumn, this.cap)));
+    this.copy ??= emptyColumnsLike(this.cols, this.cap);
     const to = Math.min(this.n, this.copied + max);
     this.cols.forEach((src, k) => {
       const dst = this.copy![k]!;
@@ -159,11 +159,11 @@ class ColumnTable {
     if (want <= this.cap) return;
     const cap = Math.max(want, this.cap * 2, 64);
     // New arrays: a snapshot sharing the old ones keeps them.
-    this.cols = this.cols.map((c) => {
+    const next = emptyColumnsLike(this.cols, cap);
+    this.cols = this.cols.map((c, k) => {
       if (Array.isArray(c)) return this.shared ? c.slice() : c;
-      const next = emptyLike(c as TypedColumn, cap);
-      next.set((c as TypedColumn).subarray(0, this.n * lanesOf(c as TypedColumn)));
-      return next;
+      (next[k] as TypedColumn).set((c as TypedColumn).subarray(0, this.n * lanesOf(c as TypedColumn)));
+      return next[k]!;
     });
     this.shared = false;
     this.copy = null;

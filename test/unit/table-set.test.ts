@@ -550,3 +550,15 @@ test("table-set - indexing that merges a twice-appended key behind a live read i
   assert.equal(dst.digest.toString(), src.digest.toString());
   assert.equal((dst.get("fdb", keyOf("fdb", fdbRow(2, 0))) as unknown as FdbRow).ageSec, 2);
 });
+
+test("table-set - a table's typed columns are carved from one buffer, so a big table is one allocation (freed back to the system at once)", () => {
+  const s = new TableSet();
+  s.apply({ upserts: blocksOf({ conntrack: state.tables.conntrack }), deletes: {} });
+  const typed = (set: TableSet) => set.full().conntrack!.cols.filter((c) => !Array.isArray(c)) as unknown as ArrayBufferView[];
+  const buffers = new Set(typed(s).map((c) => c.buffer));
+  assert.equal(buffers.size, 1, "one buffer for every typed column");
+  // Growing and copying on write keep it so.
+  s.apply({ upserts: blocksOf({ conntrack: generateVmState("vm-ts2", { conntrack: 3000, seed: 9 }).tables.conntrack }), deletes: {} });
+  assert.equal(new Set(typed(s).map((c) => c.buffer)).size, 1);
+  assert.ok(!buffers.has(typed(s)[0]!.buffer), "the table grew into a new buffer");
+});
