@@ -66,7 +66,7 @@ export function strFields(table: TableName): number[] {
 /**
  * Rows to be read a slice at a time: a block, or a table being read live
  * (`TableSet.liveRead`), whose length may change between slices and whose
- * slices are copies taken when asked for.
+ * slices view the table: valid only until the table next changes.
  */
 export interface RowSource<T extends TableName = TableName> {
   readonly table: T;
@@ -245,10 +245,13 @@ export type Blocks = { [T in TableName]?: RowBlock<T> };
 /** Row sources per table, as a read hands them to the encoder. */
 export type Sources = { [T in TableName]?: RowSource<T> };
 
-/** Each source's rows as they are now, as blocks (a block is taken as it is). */
+/** Each source's rows as they are now, as blocks of their own (copies: later changes to a live table do not reach them). */
 export function readAll(sources: Sources): Blocks {
   const out: Blocks = {};
-  for (const src of Object.values(sources) as RowSource[]) setBlock(out, src.slice(0, src.length));
+  for (const src of Object.values(sources) as RowSource[]) {
+    const b = src.slice(0, src.length);
+    setBlock(out, new RowBlock(b.table, b.length, b.cols.map((c) => (Array.isArray(c) ? c.slice() : (c as TypedColumn).slice())), b.dicts));
+  }
   return out;
 }
 

@@ -388,14 +388,18 @@ class ColumnTable {
     return new RowBlock(this.name, positions.length, cols, this.dicts);
   }
 
-  /** A block holding copies of rows [from, to) as they are now (clamped to the rows there are). */
-  copyRange(from: number, to: number): RowBlock {
+  /**
+   * A block of rows [from, to) (clamped to the rows there are) that views
+   * the table's typed columns: it reads what they hold when it is read, so
+   * it must be read before the table changes.
+   */
+  viewRange(from: number, to: number): RowBlock {
     const a = Math.max(0, Math.min(from, this.n));
     const b = Math.max(a, Math.min(to, this.n));
     const cols = this.cols.map((c) => {
       if (Array.isArray(c)) return c.slice(a, b);
       const l = lanesOf(c as TypedColumn);
-      return (c as TypedColumn).slice(a * l, b * l);
+      return (c as TypedColumn).subarray(a * l, b * l);
     });
     return new RowBlock(this.name, b - a, cols, this.dicts);
   }
@@ -565,8 +569,10 @@ export class TableSet {
 
   /**
    * Every row, read from the live tables a slice at a time, each table front
-   * to back: no copy of the tables is made, each slice is copied when the
-   * reader asks for it. While
+   * to back, with no copy of the tables: a slice views the table's columns,
+   * so the reader must be done with it (encoded and packed it) before it
+   * lets a change be applied (the round encoder is: it packs each chunk
+   * before it yields). While
    * no change is applied, the slices are exactly the set at this generation.
    * If changes are applied between slices, the slices mix generations and
    * may miss rows that moved to a position already read; with tracking on
@@ -582,7 +588,7 @@ export class TableSet {
       tab.readFrontier = 0;
       if (tab.n === 0) continue;
       const slice = (from: number, to: number): RowBlock => {
-        const block = tab.copyRange(from, to);
+        const block = tab.viewRange(from, to);
         // Where the reader is now: a slice that starts over (a sample) moves it back.
         tab.readFrontier = from + block.length;
         return block;

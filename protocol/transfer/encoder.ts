@@ -81,33 +81,34 @@ export function* encodeRound(delta: SourceDelta, h: RoundHeader, maxBytes: numbe
   let deletes: Partial<Record<TableName, string[]>> = {};
   let pendingBytes = 0;
   let pendingRows = 0;
-  // A full chunk is held back one step: if nothing follows it, it carries the seal.
-  let held: { blocks: ColumnBlock[]; deletes: Partial<Record<TableName, string[]>>; rows: number } | null = null;
   let emitted = 0;
+  // A chunk is cut only when more follows, so it never carries the seal: it
+  // is packed at once, before the generator yields. Blocks of a live table
+  // are views of its arrays (see RowSource) and must be read before the
+  // table can change, which is only while the generator is suspended.
   function* cut(): Generator<EncodedMessage> {
     if (blocks.length === 0 && Object.keys(deletes).length === 0) return;
-    if (held) {
-      emitted++;
-      yield { data: envelope(CHUNK_KIND, { ...header, blocks: held.blocks, deletes: held.deletes }), rows: held.rows, kind: "chunk" };
-    }
-    held = { blocks, deletes, rows: pendingRows };
+    const msg: EncodedMessage = { data: envelope(CHUNK_KIND, { ...header, blocks, deletes }), rows: pendingRows, kind: "chunk" };
     blocks = [];
     deletes = {};
     pendingBytes = 0;
     pendingRows = 0;
+    emitted++;
+    yield msg;
   }
 
   // Each table's rows go in slices sized from a sample's bytes per row to
   // fill the room left in the chunk, so a chunk holds at most one block per
   // table (the receiver need not join blocks); a slice that overshoots is cut
   // again with a larger estimate. A first slice of the sample's rows (all of
-  // a small table, as in a final delta) goes as the sample's block: it is not
-  // encoded twice.
+  // a small table, as in a final delta) goes as the sample's block, unless a
+  // chunk went out in between: it is not encoded twice.
   for (const table of TABLE_NAMES) {
     const all = delta.upserts[table];
     if (!all?.length) continue;
     const sample = Math.min(all.length, SAMPLE_ROWS);
     const sampled = encodeColumns(all.slice(0, sample));
+    const sampledAt = emitted;
     let perRow = estimate(sampled) / sample;
     let i = 0;
     while (i < all.length) {
@@ -117,13 +118,17 @@ export function* encodeRound(delta: SourceDelta, h: RoundHeader, maxBytes: numbe
         room = Math.floor((maxBytes * 0.9) / perRow);
       }
       const slice = all.slice(i, i + Math.max(1, room));
-      const block = i === 0 && slice.length === sample ? sampled : encodeColumns(slice);
+      const block = i === 0 && slice.length === sample && emitted === sampledAt ? sampled : encodeColumns(slice);
       const size = estimate(block);
       if (pendingBytes + size > maxBytes && slice.length > 1) {
         perRow = Math.max(perRow * 1.25, size / slice.length);
         continue;
       }
-      if (pendingBytes + size > maxBytes) yield* cut();
+      if (pendingBytes + size > maxBytes && pendingRows > 0) {
+        // The block is read again after the cut (the table may change while the chunk is out).
+        yield* cut();
+        continue;
+      }
       blocks.push(block);
       pendingBytes += size;
       pendingRows += slice.length;
@@ -142,14 +147,12 @@ export function* encodeRound(delta: SourceDelta, h: RoundHeader, maxBytes: numbe
       pendingRows += part.length;
     }
   }
-  yield* cut();
-  const last = held as { blocks: ColumnBlock[]; deletes: Partial<Record<TableName, string[]>>; rows: number } | null;
   if (emitted === 0) {
     // The whole round fits in one message: apply and seal in one round trip.
-    yield { data: envelope(CHUNK_KIND, { ...header, blocks: last?.blocks ?? [], deletes: last?.deletes ?? {}, seal }), rows: last?.rows ?? 0, kind: "chunk+seal" };
+    yield { data: envelope(CHUNK_KIND, { ...header, blocks, deletes, seal }), rows: pendingRows, kind: "chunk+seal" };
     return;
   }
-  yield { data: envelope(CHUNK_KIND, { ...header, blocks: last!.blocks, deletes: last!.deletes }), rows: last!.rows, kind: "chunk" };
+  yield* cut();
   seal.chunks = seq - h.seqBase;
   yield { data: envelope(SEAL_KIND, seal), rows: 0, kind: "seal" };
 }
