@@ -42,6 +42,21 @@ interface LogEntry {
 
 type TypedColumn = Uint8Array | Uint16Array | Uint32Array | Float64Array;
 
+/** One live read of one table: how far it has read, and whom to tell of rows it missed. */
+interface TableReader {
+  frontier: number;
+  missed(position: number): void;
+}
+
+/**
+ * A read of a set's live tables, a slice at a time (see `TableSet.openRead`).
+ * `close` it when done: until then, rows moving behind it are reported.
+ */
+export interface LiveRead {
+  readonly sources: Sources;
+  close(): void;
+}
+
 /**
  * One table as columns. Positions [0, indexed) are in the key index;
  * appended rows at [indexed, n) are not yet.
@@ -68,22 +83,15 @@ class ColumnTable {
   /** The private copy being made a slice at a time (`unshareSome`), and how many rows it holds. */
   private copy: Columns | null = null;
   private copied = 0;
-  /**
-   * A live read (`TableSet.liveRead`), reading front to back, has handed out
-   * rows [0, readFrontier) and the next delta has not covered them yet.
-   */
-  readFrontier = 0;
-  /**
-   * Told the position of a row the live read missed, with no change naming
-   * its key: a row that moved from where the read had not been yet to where
-   * it had been, or whose content an indexing merge carried that way (set
-   * while a migration tracks changes).
-   */
-  onMove: ((position: number) => void) | null = null;
+  /** Live reads of this table in progress (see `TableSet.openRead`). */
+  readonly readers = new Set<TableReader>();
 
-  /** Row `from` went to position `to` (relocated, or merged into the row there). */
+  /**
+   * Row `from` went to position `to` (relocated, or merged into the row
+   * there): a reader that had read `to` but not yet `from` missed it.
+   */
   private moved(from: number, to: number): void {
-    if (to < this.readFrontier && from >= this.readFrontier) this.onMove?.(to);
+    for (const r of this.readers) if (to < r.frontier && from >= r.frontier) r.missed(to);
   }
 
   constructor(readonly name: TableName, private readonly digest: StateDigest) {
@@ -447,6 +455,8 @@ export class TableSet {
   gen = 0;
   private log: LogEntry[] | null = null;
   private logFrom = 0;
+  /** A migration's full round being read (see `liveRead`). */
+  private roundRead: LiveRead | null = null;
 
   private table(t: TableName): ColumnTable {
     return this.byName.get(t)!;
@@ -571,31 +581,48 @@ export class TableSet {
    * Every row, read from the live tables a slice at a time, each table front
    * to back, with no copy of the tables: a slice views the table's columns,
    * so the reader must be done with it (encoded and packed it) before it
-   * lets a change be applied (the round encoder is: it packs each chunk
-   * before it yields). While
-   * no change is applied, the slices are exactly the set at this generation.
-   * If changes are applied between slices, the slices mix generations and
-   * may miss rows that moved to a position already read; with tracking on
-   * (see `startTracking`) since before this call, `since(gen)` afterwards
-   * names every row they may have got wrong (changed, deleted, or moved
-   * to a position already read), so a full round read this way is made
-   * exact by the next delta. Rows moving are logged only until then.
+   * lets a change be applied (the round encoder and the snapshot writer
+   * are: they pack each slice before they yield). While no change is
+   * applied, the slices are exactly the set at this generation. If changes
+   * are applied between slices, the slices mix generations and may miss a
+   * row that moved (a delete fills its hole with the last row) to where the
+   * read had already been; `missed` is told each such row's key when it
+   * moves, until the read is closed. The changes themselves the caller
+   * learns otherwise (the change log, the journal).
    */
-  liveRead(): Sources {
-    const out: Record<string, RowSource> = {};
+  openRead(missed?: (table: TableName, key: string) => void): LiveRead {
+    const sources: Record<string, RowSource> = {};
+    const readers: [ColumnTable, TableReader][] = [];
     for (const t of TABLE_NAMES) {
       const tab = this.table(t);
-      tab.readFrontier = 0;
+      const reader: TableReader = { frontier: 0, missed: (p) => missed?.(t, tab.keyAt(p)) };
+      if (missed) {
+        tab.readers.add(reader);
+        readers.push([tab, reader]);
+      }
       if (tab.n === 0) continue;
       const slice = (from: number, to: number): RowBlock => {
         const block = tab.viewRange(from, to);
         // Where the reader is now: a slice that starts over (a sample) moves it back.
-        tab.readFrontier = from + block.length;
+        reader.frontier = from + block.length;
         return block;
       };
-      out[t] = { table: t, get length() { return tab.n; }, slice };
+      sources[t] = { table: t, get length() { return tab.n; }, slice };
     }
-    return out as Sources;
+    return { sources: sources as Sources, close: () => readers.forEach(([tab, r]) => tab.readers.delete(r)) };
+  }
+
+  /**
+   * A migration's full round: a live read (see `openRead`) whose missed rows
+   * go to the change log, so with tracking on since before this call,
+   * `since(gen)` afterwards names every row the round may have got wrong
+   * (changed, deleted, or missed) and the next delta makes it exact. The
+   * read is closed by that delta (or by a new full round).
+   */
+  liveRead(): Sources {
+    this.roundRead?.close();
+    this.roundRead = this.openRead((t, key) => this.note(t, key));
+    return this.roundRead.sources;
   }
 
   /** Every row, as objects (documents, tests). */
@@ -609,12 +636,12 @@ export class TableSet {
   startTracking(): void {
     this.log = [];
     this.logFrom = this.gen;
-    for (const [t, tab] of this.byName) tab.onMove = (p) => this.note(t, tab.keyAt(p));
   }
 
   stopTracking(): void {
     this.log = null;
-    for (const tab of this.byName.values()) tab.onMove = null;
+    this.roundRead?.close();
+    this.roundRead = null;
   }
 
   get tracking(): boolean {
@@ -641,7 +668,8 @@ export class TableSet {
       lo = 0;
     }
     // Once this delta is applied the receiver holds the rows by key: where rows move no longer matters.
-    for (const tab of this.byName.values()) tab.readFrontier = 0;
+    this.roundRead?.close();
+    this.roundRead = null;
     const touched = new Map<TableName, Set<string>>();
     for (let i = lo; i < this.log.length; i++) {
       const e = this.log[i]!;
@@ -649,12 +677,17 @@ export class TableSet {
       if (!s) touched.set(e.table, (s = new Set()));
       s.add(e.key);
     }
+    return this.current(touched);
+  }
+
+  /** The rows these keys name as they are now (upserts), and the keys with no row (deletes). */
+  current(keys: ReadonlyMap<TableName, Iterable<string>>): Change {
     const change: Change = { upserts: {}, deletes: {} };
-    for (const [t, keys] of touched) {
+    for (const [t, list] of keys) {
       const tab = this.table(t);
       const ups: number[] = [];
       const dels: string[] = [];
-      for (const k of keys) {
+      for (const k of list) {
         const p = tab.positionOf(k);
         if (p >= 0) ups.push(p);
         else dels.push(k);

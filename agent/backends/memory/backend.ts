@@ -83,8 +83,6 @@ export class MemoryBackend implements Backend {
     for (const [vmId, l] of this.live) {
       if (!l.frozen && l.file?.wantsCompaction) {
         l.file.compact(l.set, { frozen: false, sealed: false }).catch((err) => this.opts.onChurnError?.(new Error(`compacting VM ${vmId}'s journal failed: ${(err as Error).message}`)));
-        // The compaction's cut shares the set's columns: copy them back a slice at a time, as after a migration's full read.
-        void this.inBackground(l.set);
       }
     }
   }

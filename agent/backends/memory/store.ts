@@ -17,7 +17,8 @@ import { decodeBlocks, encodeColumns } from "../../../protocol/codec/columnar.js
 import { pack, packTransient, unpack } from "../../../protocol/codec/packr.js";
 import { TABLE_NAMES } from "../../../protocol/state/tables.js";
 import type { Change } from "../backend.js";
-import type { RowBlock } from "../../../protocol/state/row-block.js";
+import type { RowSource } from "../../../protocol/state/row-block.js";
+import type { TableName } from "../../../protocol/state/tables.js";
 import { TableSet } from "../../../protocol/state/table-set.js";
 
 export interface SetMeta {
@@ -52,27 +53,32 @@ function writeAll(fd: number, data: Uint8Array): number {
  * `sliceRows` rows of a table) packed on its own. Written part by part, a
  * large set is never packed into one buffer of its whole size.
  */
-function* snapshotParts(blocks: readonly RowBlock[], gen: number, meta: SetMeta, sliceRows: number): Generator<Uint8Array> {
+function* snapshotParts(sources: readonly RowSource[], gen: number, meta: SetMeta, sliceRows: number): Generator<Uint8Array> {
+  // The parts are planned from the lengths now: rows added later are in the journal that follows.
+  const plan = sources.map((src) => ({ src, rows: src.length }));
   let count = 0;
-  for (const b of blocks) count += Math.ceil(b.length / sliceRows);
+  for (const p of plan) count += Math.ceil(p.rows / sliceRows);
   const arrayHead = Buffer.alloc(5);
   arrayHead[0] = 0xdd; // array 32
   arrayHead.writeUInt32BE(count, 1);
   // Each pack() is copied at once: msgpackr returns views of a buffer it reuses.
   yield Buffer.concat([Buffer.from([0x84]), ...["gen", gen, "frozen", meta.frozen, "sealed", meta.sealed, "blocks"].map((v) => pack(v)), arrayHead]);
-  // Each part is written before the next is packed.
-  for (const b of blocks) for (let i = 0; i < b.length; i += sliceRows) yield packTransient(encodeColumns(b.slice(i, i + sliceRows)));
+  // Each part is packed from its slice at once, and written before the next is packed.
+  for (const { src, rows } of plan) for (let i = 0; i < rows; i += sliceRows) yield packTransient(encodeColumns(src.slice(i, i + sliceRows)));
 }
 
 /**
  * One persisted table set (a live VM or a staging area) in a directory.
  *
- * Compaction never blocks for long: it cuts at the current generation (a
- * copy of the columns, `TableSet.full()`, is a consistent view),
- * rotates the journal to `<name>.journal.next` so writes go on, encodes the
- * snapshot in slices between event-loop turns, and then renames: snapshot
- * first, journal second. A crash at any point replays to the same state:
- * replaying the old journal over the new snapshot ends at the cut.
+ * Compaction never blocks for long, and makes no copy of the set: it
+ * rotates the journal to `<name>.journal.next` so writes go on, writes the
+ * snapshot from the live set a slice per event-loop turn
+ * (`TableSet.openRead`), appends to the new journal the current rows of any
+ * the snapshot missed (rows that moved behind the read), and then renames:
+ * snapshot first, journal second. The snapshot may hold rows newer than its
+ * generation; every change after that generation is in the new journal,
+ * so replaying it makes the state exact. A crash at any point replays to the
+ * same state: the old journal over the new snapshot, then the new journal.
  */
 export class SetFile {
   private fd: number | null = null;
@@ -102,9 +108,11 @@ export class SetFile {
     const tmp = `${this.snapPath}.tmp`;
     const fd = openSync(tmp, "w");
     let bytes = 0;
+    const read = set.openRead();
     try {
-      for (const part of snapshotParts(Object.values(set.full()), set.gen, meta, 65536)) bytes += writeAll(fd, part);
+      for (const part of snapshotParts(Object.values(read.sources), set.gen, meta, 65536)) bytes += writeAll(fd, part);
     } finally {
+      read.close();
       closeSync(fd);
     }
     renameSync(tmp, this.snapPath);
@@ -128,7 +136,12 @@ export class SetFile {
   compact(set: TableSet, meta: SetMeta, sliceRows = 4096): Promise<void> {
     if (this.compacting) return this.compacting;
     const gen = set.gen;
-    const cut = Object.values(set.full());
+    const missed = new Map<TableName, Set<string>>();
+    const read = set.openRead((t, key) => {
+      let keys = missed.get(t);
+      if (!keys) missed.set(t, (keys = new Set()));
+      keys.add(key);
+    });
     this.closeJournal();
     writeFileSync(this.nextJournalPath, new Uint8Array(0));
     const run = (async () => {
@@ -136,16 +149,19 @@ export class SetFile {
       const fd = openSync(tmp, "w");
       let bytes = 0;
       try {
-        for (const part of snapshotParts(cut, gen, meta, sliceRows)) {
+        for (const part of snapshotParts(Object.values(read.sources), gen, meta, sliceRows)) {
           // A set removed meanwhile must stay removed: its files must not come back.
           if (this.removed) break;
           bytes += writeAll(fd, part);
           await new Promise((r) => setImmediate(r));
         }
       } finally {
+        read.close();
         closeSync(fd);
       }
       if (this.removed) return void rmSync(tmp, { force: true });
+      // Rows the snapshot missed, as they are now (after every change the new journal holds).
+      if (missed.size > 0) this.append(set, set.current(missed));
       renameSync(tmp, this.snapPath);
       this.closeJournal();
       renameSync(this.nextJournalPath, this.journalPath);
