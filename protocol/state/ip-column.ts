@@ -118,6 +118,17 @@ export function ipEqual(col: Column, i: number, j: number): boolean {
   return col[4 * i] === col[4 * j] && col[4 * i + 1] === col[4 * j + 1] && col[4 * i + 2] === col[4 * j + 2] && col[4 * i + 3] === col[4 * j + 3];
 }
 
+/** True when row i of column a and row j of column b hold the same address, whatever their widths. */
+export function ipSame(a: Column, i: number, b: Column, j: number): boolean {
+  const wideA = a instanceof WideIpColumn;
+  const wideB = b instanceof WideIpColumn;
+  if (!wideA && !wideB) return a[i] === b[j];
+  if (wideA && wideB) return a[4 * i] === b[4 * j] && a[4 * i + 1] === b[4 * j + 1] && a[4 * i + 2] === b[4 * j + 2] && a[4 * i + 3] === b[4 * j + 3];
+  // A narrow row is IPv4: the wide one must be an IPv4 address with the same last word.
+  const [w, wi, n, ni] = wideA ? [a, i, b, j] : [b, j, a, i];
+  return isMapped(w, 4 * wi) && w[4 * wi + 3] === n[ni];
+}
+
 /** True when every one of the first n rows of a wide column is IPv4. */
 export function allV4(col: Column, n: number): boolean {
   if (!(col instanceof WideIpColumn)) return true;

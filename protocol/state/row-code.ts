@@ -12,7 +12,7 @@
  * plain identifiers in tables.ts), never data.
  */
 import { ipWords } from "./ip.js";
-import { ipAt, ipCopy, ipEqual, ipLoad, ipPut, ipV4At } from "./ip-column.js";
+import { ipAt, ipCopy, ipEqual, ipLoad, ipPut, ipSame, ipV4At } from "./ip-column.js";
 import { TABLE_NAMES, TABLES, type FieldSpec, type TableName } from "./tables.js";
 
 type Row = Record<string, unknown>;
@@ -109,6 +109,8 @@ export type ColumnKey = (cols: Columns, dicts: Dicts, i: number) => string;
 export type ColumnKeyHash = (cols: Columns, dicts: Dicts, i: number) => number;
 /** True when rows `i` and `j` of one table's columns (one dictionary per field) have the same key. */
 export type ColumnKeysEqual = (cols: Columns, i: number, j: number) => boolean;
+/** Row i of columns `a` (strings in `da`) and row j of columns `b` (strings in `db`) have equal keys. */
+export type ColumnKeysEqualAcross = (a: Columns, da: Dicts, i: number, b: Columns, db: Dicts, j: number) => boolean;
 
 const FNV_OFFSET = 0x811c9dc5;
 const FNV_PRIME = 16777619;
@@ -165,7 +167,7 @@ function columnValue(f: FieldSpec, k: number): string {
   return f.type === "str" ? `d${k}[c${k}[i]]` : f.type === "ip" ? `ipAt(c${k}, i)` : f.type === "bool" ? `(c${k}[i] === 1)` : `c${k}[i]`;
 }
 
-function compileColumnCode(fields: readonly FieldSpec[], keyFields: readonly string[]): { write: ColumnWrite; readAt: ColumnRead; copy: ColumnCopy; keyAt: ColumnKey; keyHashAt: ColumnKeyHash; keysEqual: ColumnKeysEqual } {
+function compileColumnCode(fields: readonly FieldSpec[], keyFields: readonly string[]): TableCode {
   const locals = columnLocals(fields);
   const write = fields.map((f, k) => {
     if (f.type === "ip") return `if (!ipPut(cols, ${k}, i, r.${f.name})) notIp("${f.name}", r.${f.name});`;
@@ -192,9 +194,15 @@ function compileColumnCode(fields: readonly FieldSpec[], keyFields: readonly str
     const k = fields.findIndex((f) => f.name === name);
     return fields[k]!.type === "ip" ? `ipEqual(cols[${k}], i, j)` : `cols[${k}][i] === cols[${k}][j]`;
   }).join(" && ");
+  // Across two sets of columns (a block's and a table's) str fields compare as strings.
+  const keysEqualAcross = keyFields.map((name) => {
+    const k = fields.findIndex((f) => f.name === name);
+    const t = fields[k]!.type;
+    return t === "ip" ? `ipSame(a[${k}], i, b[${k}], j)` : t === "str" ? `da[${k}][a[${k}][i]] === db[${k}][b[${k}][j]]` : `a[${k}][i] === b[${k}][j]`;
+  }).join(" && ");
   // The generated functions see the helpers as closure variables.
   const make = (args: string, body: string) =>
-    new Function("ipAt", "ipPut", "ipCopy", "ipEqual", "notIp", "chars", "digits", "ipHash", "finish", `"use strict"; return function (${args}) { ${body} };`)(ipAt, ipPut, ipCopy, ipEqual, notIp, hashChars, hashDigits, hashIp, finishKeyHash);
+    new Function("ipAt", "ipPut", "ipCopy", "ipEqual", "ipSame", "notIp", "chars", "digits", "ipHash", "finish", `"use strict"; return function (${args}) { ${body} };`)(ipAt, ipPut, ipCopy, ipEqual, ipSame, notIp, hashChars, hashDigits, hashIp, finishKeyHash);
   return {
     write: make("cols, i, r, intern", write) as ColumnWrite,
     readAt: make("cols, dicts, i", `${locals}\nreturn { ${read} };`) as ColumnRead,
@@ -202,6 +210,7 @@ function compileColumnCode(fields: readonly FieldSpec[], keyFields: readonly str
     keyAt: make("cols, dicts, i", `${locals}\nreturn \`${key}\`;`) as ColumnKey,
     keyHashAt: make("cols, dicts, i", `${locals}\nlet h = ${FNV_OFFSET};\n${keyHashParts}\nreturn finish(h);`) as ColumnKeyHash,
     keysEqual: make("cols, i, j", `return ${keysEqual};`) as ColumnKeysEqual,
+    keysEqualAcross: make("a, da, i, b, db, j", `return ${keysEqualAcross};`) as ColumnKeysEqualAcross,
   };
 }
 
@@ -212,6 +221,7 @@ export interface TableCode {
   keyAt: ColumnKey;
   keyHashAt: ColumnKeyHash;
   keysEqual: ColumnKeysEqual;
+  keysEqualAcross: ColumnKeysEqualAcross;
 }
 
 export const ROW_CODE = Object.fromEntries(

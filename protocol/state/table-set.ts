@@ -15,8 +15,10 @@
  *
  * The key index is an open-addressing hash table over row positions (an
  * Int32Array) with each row's key hash beside it, so it holds no key strings:
- * indexing hashes and compares keys field by field from the columns, and a
- * lookup by key text rebuilds only the candidates' keys. Rows known to be new
+ * indexing and upserts hash and compare keys field by field from the
+ * columns (a block's against the table's), and a lookup by key text (a get,
+ * a delete) rebuilds only the candidates' keys. Key text is built for the
+ * change log only, while a migration tracks changes. Rows known to be new
  * and distinct (the chunks of a full snapshot) are appended by `append`
  * without computing their keys; the index catches up when a keyed operation
  * needs it, or a slice at a time through `indexSome`.
@@ -194,6 +196,16 @@ class ColumnTable {
     }
   }
 
+  /** The slot of an indexed row with the same key as row `i` of a block, or -1 (no key is built). */
+  private findBlockRow(block: RowBlock, i: number, h: number): number {
+    const { slots, mask, hashes, cols, dicts } = this;
+    for (let s = h & mask; ; s = (s + 1) & mask) {
+      const v = slots[s]!;
+      if (v === 0) return -1;
+      if (hashes[v - 1] === h && this.code.keysEqualAcross(cols, dicts, v - 1, block.cols, block.dicts, i)) return s;
+    }
+  }
+
   /** The slot of an indexed row with the same key as row `i`, or -1 (no key is built). */
   private findRow(i: number, h: number): number {
     const { slots, mask, hashes, cols } = this;
@@ -312,12 +324,11 @@ class ColumnTable {
     return s < 0 ? undefined : this.code.readAt(this.cols, this.dicts, this.slots[s]! - 1);
   }
 
-  /** Inserts or replaces row i of a block of this table; returns its key. */
-  upsert(block: RowBlock, i: number): string {
+  /** Inserts or replaces row i of a block of this table (found by its key's fields: no key text is built). */
+  upsert(block: RowBlock, i: number): void {
     this.ready();
-    const key = block.keyAt(i);
-    const h = keyHash(key);
-    const s = this.find(key, h);
+    const h = this.code.keyHashAt(block.cols, block.dicts, i);
+    const s = this.findBlockRow(block, i, h);
     // Growing gives the table new arrays: then there is nothing shared left to copy.
     if (s < 0) this.reserve(this.n + 1);
     this.own();
@@ -337,7 +348,6 @@ class ColumnTable {
       if (dict !== this.pool.strings) (this.cols[k] as Uint32Array)[p] = this.pool.intern(dict[(block.cols[k] as Uint32Array)[i]!]!);
     }
     this.digest.addColumns(this.name, this.cols, this.dicts, p, p + 1);
-    return key;
   }
 
   /** Returns false when the key is absent. */
@@ -476,7 +486,10 @@ export class TableSet {
       if (block) {
         // A bulk write grows the table once; small ones (most rows replace others) grow it as needed.
         if (block.length >= 4096) tab.reserve(tab.n + block.length);
-        for (let i = 0; i < block.length; i++) this.note(t, tab.upsert(block, i));
+        for (let i = 0; i < block.length; i++) {
+          tab.upsert(block, i);
+          if (this.log) this.note(t, block.keyAt(i));
+        }
         tab.trimPool();
       }
     }

@@ -562,3 +562,34 @@ test("table-set - a table's typed columns are carved from one buffer, so a big t
   assert.equal(new Set(typed(s).map((c) => c.buffer)).size, 1);
   assert.ok(!buffers.has(typed(s)[0]!.buffer), "the table grew into a new buffer");
 });
+
+test("table-set - an upsert finds its row by key fields across ip widths and dictionaries: it replaces, never duplicates", async () => {
+  const { WideIpColumn, widen } = await import("../../protocol/state/ip-column.js");
+  const { RowBlock } = await import("../../protocol/state/row-block.js");
+  const ct = generateVmState("vm-ipx", { conntrack: 200, fdb: 50, seed: 12 }).tables;
+  const v6 = { ...ct.conntrack[0]!, origSrc: "2001:db8::9", origSport: 3 };
+  const changed = ct.conntrack.slice(0, 20).map((r) => ({ ...r, timeoutSec: 4242 }));
+  // A wide table (it holds an IPv6 address) takes narrow blocks, and a narrow table takes wide blocks of IPv4 rows.
+  const wideTable = new TableSet();
+  wideTable.apply({ upserts: blocksOf({ conntrack: [v6, ...ct.conntrack] }), deletes: {} });
+  assert.ok(wideTable.full().conntrack!.column("origSrc") instanceof WideIpColumn);
+  const narrowTable = new TableSet();
+  narrowTable.apply({ upserts: blocksOf({ conntrack: ct.conntrack }), deletes: {} });
+  const narrow = RowBlock.of("conntrack", changed);
+  const k = narrow.cols.indexOf(narrow.column("origSrc"));
+  const wideCols = narrow.cols.slice();
+  wideCols[k] = widen(narrow.column("origSrc") as Uint32Array);
+  const wide = new RowBlock("conntrack", changed.length, wideCols, narrow.dicts);
+  for (const [s, block, rows] of [[wideTable, narrow, 201], [narrowTable, wide, 200]] as const) {
+    s.apply({ upserts: { conntrack: block }, deletes: {} });
+    assert.equal(s.count("conntrack"), rows, "replaced, not added");
+    for (const r of changed) assert.deepEqual(s.get("conntrack", keyOf("conntrack", r)), r);
+  }
+  // fdb keys hold a string: a block with a dictionary of its own (other ids for the same strings) replaces too.
+  const fdb = new TableSet();
+  fdb.apply({ upserts: blocksOf({ fdb: ct.fdb }), deletes: {} });
+  const relearned = ct.fdb.slice().reverse().map((r) => ({ ...r, ageSec: 99 }));
+  fdb.apply({ upserts: blocksOf({ fdb: relearned }), deletes: {} });
+  assert.equal(fdb.count("fdb"), ct.fdb.length);
+  assert.equal(fdb.digest.toString(), StateDigest.of({ fdb: relearned }).toString());
+});
