@@ -139,7 +139,7 @@ class ColumnTable {
   /**
    * Copies up to `max` more rows of shared columns into private ones; once
    * all are copied the table uses them and the snapshot keeps the old ones.
-   * Done a slice per event-loop turn after a full read, it leaves nothing to
+   * Done a slice per event-loop turn after an export (`full`), it leaves nothing to
    * copy when the next change comes. Returns the rows left to copy.
    */
   unshareSome(max: number): number {
@@ -513,7 +513,7 @@ export class TableSet {
     return this.gen;
   }
 
-  /** Copies up to `max` rows of columns shared with a full read (see ColumnTable.unshareSome); returns how many remain. */
+  /** Copies up to `max` rows of columns shared with an export (`full`) (see ColumnTable.unshareSome); returns how many remain. */
   unshareSome(max: number): number {
     let left = max;
     let remaining = 0;

@@ -56,7 +56,7 @@ type Row = Record<string, unknown>;
 
 /** Rows indexed per event-loop turn in the background (a few ms). */
 const INDEX_SLICE_ROWS = 1024;
-/** Rows copied per event-loop turn when a full read left a set's columns shared (about a millisecond). */
+/** Rows copied per event-loop turn when an export (a copy-on-write read) left a set's columns shared (about a millisecond). */
 const UNSHARE_SLICE_ROWS = 16384;
 
 export class MemoryBackend implements Backend {
@@ -283,7 +283,7 @@ export class MemoryBackend implements Backend {
 
   /**
    * Builds the key index of rows a full snapshot appended, and copies
-   * columns a full read left shared, a slice per event-loop turn, so no one
+   * columns an export left shared, a slice per event-loop turn, so no one
    * turn pays for the whole table. One slice per turn for all sets together
    * (taken in turn), however many are being received: the turn's other work
    * (a freeze window's messages) never waits for more than one. Resolves
