@@ -9,6 +9,7 @@ import { Coordinator } from "../coordinator/service.js";
 import { startGrpcServer, type GrpcServerHandle, type GrpcTlsOptions } from "../coordinator/grpc/server.js";
 import { createLogger, type Logger } from "../protocol/log.js";
 import type { MigrationOptions } from "../coordinator/record.js";
+import { AGENT_NODE_FLAGS, missingAgentFlags } from "./node-flags.js";
 
 export async function connectNats(url: string, name: string, log: Logger): Promise<NatsConnection> {
   // noAsyncTraces: nats.js would otherwise capture a stack trace (two or three
@@ -47,6 +48,8 @@ export async function runAgent(o: AgentDaemonOptions): Promise<Daemon<Agent>> {
   const backend = createBackend(o.backend);
   const agent = new Agent({ hostId: o.hostId, nc, backend, stateDir: o.stateDir, logger: log, ...(o.heartbeatMs ? { heartbeatMs: o.heartbeatMs } : {}), ...(o.maxMessageBytes ? { maxMessageBytes: o.maxMessageBytes } : {}) });
   await agent.start();
+  const missing = missingAgentFlags();
+  if (missing.length) log.info({ flags: missing }, `running without the agent's Node flags (NODE_OPTIONS="${AGENT_NODE_FLAGS.join(" ")}"): more memory held between collections; see docs/operations.md`);
   let closing: Promise<void> | null = null;
   return {
     service: agent,

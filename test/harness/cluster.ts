@@ -10,6 +10,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { connect, type NatsConnection } from "nats";
+import { AGENT_NODE_FLAGS } from "../../cli/node-flags.js";
 import { createClient, unaryCall } from "../../cli/client.js";
 import type { MigrationServiceClient } from "../../proto/gen/netmig/v1/MigrationService.js";
 import type { Migration__Output } from "../../proto/gen/netmig/v1/Migration.js";
@@ -103,7 +104,8 @@ export class Cluster {
   }
 
   private spawn(name: string, args: string[], env: Record<string, string> = {}): Proc {
-    const child = spawn(process.execPath, [MAIN, ...args], { env: { ...process.env, NETMIG_LOG_LEVEL: process.env.NETMIG_LOG_LEVEL ?? "info", ...env }, stdio: ["ignore", "pipe", "pipe"] });
+    // Agents run with the Node flags netmig ships them with (cli/node-flags.ts).
+    const child = spawn(process.execPath, [...(args[0] === "agent" ? AGENT_NODE_FLAGS : []), MAIN, ...args], { env: { ...process.env, NETMIG_LOG_LEVEL: process.env.NETMIG_LOG_LEVEL ?? "info", ...env }, stdio: ["ignore", "pipe", "pipe"] });
     return new Proc(name, child);
   }
 

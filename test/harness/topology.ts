@@ -15,6 +15,7 @@
  * first. Namespaces are created through NetnsLab (netns.ts), whose prefix
  * makes their names unique per run.
  */
+import { AGENT_NODE_FLAGS } from "../../cli/node-flags.js";
 import { spawn, spawnSync } from "node:child_process";
 import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { connect, createServer, type Server, type Socket } from "node:net";
@@ -134,7 +135,7 @@ export class Topology {
 
   /** Runs `netmig <args>` (the built CLI) inside the node's namespace. */
   netmig(node: string, label: string, args: string[], env: Record<string, string> = {}): Proc {
-    return this.spawn(node, label, [process.execPath, MAIN, ...args], { NETMIG_LOG_LEVEL: process.env.NETMIG_LOG_LEVEL ?? "info", ...env });
+    return this.spawn(node, label, [process.execPath, ...(args[0] === "agent" ? AGENT_NODE_FLAGS : []), MAIN, ...args], { NETMIG_LOG_LEVEL: process.env.NETMIG_LOG_LEVEL ?? "info", ...env });
   }
 
   /**
