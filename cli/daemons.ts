@@ -30,6 +30,8 @@ export interface AgentDaemonOptions {
   backend: BackendConfig;
   stateDir: string | null;
   heartbeatMs?: number;
+  /** Log a hint if this process lacks the agent's Node flags (cli/node-flags.ts): `netmig agent` does, an in-process demo does not. */
+  checkNodeFlags?: boolean;
   /** Largest message the agent accepts, bytes. Default 8 MiB. */
   maxMessageBytes?: number;
   logger?: Logger;
@@ -48,7 +50,7 @@ export async function runAgent(o: AgentDaemonOptions): Promise<Daemon<Agent>> {
   const backend = createBackend(o.backend);
   const agent = new Agent({ hostId: o.hostId, nc, backend, stateDir: o.stateDir, logger: log, ...(o.heartbeatMs ? { heartbeatMs: o.heartbeatMs } : {}), ...(o.maxMessageBytes ? { maxMessageBytes: o.maxMessageBytes } : {}) });
   await agent.start();
-  const missing = missingAgentFlags();
+  const missing = o.checkNodeFlags ? missingAgentFlags() : [];
   if (missing.length) log.info({ flags: missing }, `running without the agent's Node flags (NODE_OPTIONS="${AGENT_NODE_FLAGS.join(" ")}"): more memory held between collections; see docs/operations.md`);
   let closing: Promise<void> | null = null;
   return {

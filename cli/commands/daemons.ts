@@ -27,7 +27,7 @@ export async function agentCommand(flags: Flags): Promise<void> {
     if (memoryOnly.length) throw new BadRequestError(`${memoryOnly.map((f) => `--${f}`).join(", ")} only ${memoryOnly.length > 1 ? "apply" : "applies"} to --backend memory`);
   }
   const d = await runAgent({
-    hostId, natsUrl: str(flags, "nats", "nats://127.0.0.1:4222"), stateDir, backend,
+    hostId, natsUrl: str(flags, "nats", "nats://127.0.0.1:4222"), stateDir, backend, checkNodeFlags: true,
     ...(flags["heartbeat-ms"] ? { heartbeatMs: int(flags, "heartbeat-ms", 1000, 50, 60_000) } : {}),
   });
   onShutdown(() => d.close());
