@@ -15,10 +15,9 @@ import { closeSync, existsSync, fstatSync, mkdirSync, openSync, readFileSync, re
 import { join } from "node:path";
 import { decodeBlocks, encodeColumns } from "../../../protocol/codec/columnar.js";
 import { pack, packTransient, unpack } from "../../../protocol/codec/packr.js";
-import { TABLE_NAMES } from "../../../protocol/state/tables.js";
+import { TABLE_NAMES, type TableName } from "../../../protocol/state/tables.js";
 import type { Change } from "../backend.js";
 import type { RowSource } from "../../../protocol/state/row-block.js";
-import type { TableName } from "../../../protocol/state/tables.js";
 import { TableSet } from "../../../protocol/state/table-set.js";
 
 export interface SetMeta {
