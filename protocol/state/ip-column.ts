@@ -112,13 +112,7 @@ export function ipV4At(col: Column, i: number): number {
   return isMapped(col, 4 * i) ? col[4 * i + 3]! : -1;
 }
 
-/** True when rows i and j of one column hold the same address. */
-export function ipEqual(col: Column, i: number, j: number): boolean {
-  if (!(col instanceof WideIpColumn)) return col[i] === col[j];
-  return col[4 * i] === col[4 * j] && col[4 * i + 1] === col[4 * j + 1] && col[4 * i + 2] === col[4 * j + 2] && col[4 * i + 3] === col[4 * j + 3];
-}
-
-/** True when row i of column a and row j of column b hold the same address, whatever their widths. */
+/** True when row i of column a and row j of column b (maybe the same column) hold the same address, whatever their widths. */
 export function ipSame(a: Column, i: number, b: Column, j: number): boolean {
   const wideA = a instanceof WideIpColumn;
   const wideB = b instanceof WideIpColumn;

@@ -12,7 +12,7 @@
  * plain identifiers in tables.ts), never data.
  */
 import { ipWords } from "./ip.js";
-import { ipAt, ipCopy, ipEqual, ipLoad, ipPut, ipSame, ipV4At } from "./ip-column.js";
+import { ipAt, ipCopy, ipLoad, ipPut, ipSame, ipV4At } from "./ip-column.js";
 import { TABLE_NAMES, TABLES, type FieldSpec, type TableName } from "./tables.js";
 
 type Row = Record<string, unknown>;
@@ -107,10 +107,12 @@ export type ColumnCopy = (dst: Columns, j: number, src: Columns, i: number) => v
 export type ColumnKey = (cols: Columns, dicts: Dicts, i: number) => string;
 /** `keyHash` of the key of the row at `i`, computed from the columns without building the key. */
 export type ColumnKeyHash = (cols: Columns, dicts: Dicts, i: number) => number;
-/** True when rows `i` and `j` of one table's columns (one dictionary per field) have the same key. */
-export type ColumnKeysEqual = (cols: Columns, i: number, j: number) => boolean;
-/** Row i of columns `a` (strings in `da`) and row j of columns `b` (strings in `db`) have equal keys. */
-export type ColumnKeysEqualAcross = (a: Columns, da: Dicts, i: number, b: Columns, db: Dicts, j: number) => boolean;
+/**
+ * True when row i of columns `a` (strings in `da`) and row j of columns `b`
+ * (strings in `db`) have the same key: two rows of one table, or a block's
+ * row and a table's (str fields compare as strings, addresses at any width).
+ */
+export type ColumnKeysEqual = (a: Columns, da: Dicts, i: number, b: Columns, db: Dicts, j: number) => boolean;
 
 const FNV_OFFSET = 0x811c9dc5;
 const FNV_PRIME = 16777619;
@@ -189,28 +191,21 @@ function compileColumnCode(fields: readonly FieldSpec[], keyFields: readonly str
       : `h = chars(h, String(${columnValue(f, k)}));`;
     return `${n > 0 ? `h = Math.imul(h ^ 124, ${FNV_PRIME});` : ""} ${part}`;
   }).join("\n");
-  // Within one table, str ids are unique per string: equal ids are equal strings.
   const keysEqual = keyFields.map((name) => {
-    const k = fields.findIndex((f) => f.name === name);
-    return fields[k]!.type === "ip" ? `ipEqual(cols[${k}], i, j)` : `cols[${k}][i] === cols[${k}][j]`;
-  }).join(" && ");
-  // Across two sets of columns (a block's and a table's) str fields compare as strings.
-  const keysEqualAcross = keyFields.map((name) => {
     const k = fields.findIndex((f) => f.name === name);
     const t = fields[k]!.type;
     return t === "ip" ? `ipSame(a[${k}], i, b[${k}], j)` : t === "str" ? `da[${k}][a[${k}][i]] === db[${k}][b[${k}][j]]` : `a[${k}][i] === b[${k}][j]`;
   }).join(" && ");
   // The generated functions see the helpers as closure variables.
   const make = (args: string, body: string) =>
-    new Function("ipAt", "ipPut", "ipCopy", "ipEqual", "ipSame", "notIp", "chars", "digits", "ipHash", "finish", `"use strict"; return function (${args}) { ${body} };`)(ipAt, ipPut, ipCopy, ipEqual, ipSame, notIp, hashChars, hashDigits, hashIp, finishKeyHash);
+    new Function("ipAt", "ipPut", "ipCopy", "ipSame", "notIp", "chars", "digits", "ipHash", "finish", `"use strict"; return function (${args}) { ${body} };`)(ipAt, ipPut, ipCopy, ipSame, notIp, hashChars, hashDigits, hashIp, finishKeyHash);
   return {
     write: make("cols, i, r, intern", write) as ColumnWrite,
     readAt: make("cols, dicts, i", `${locals}\nreturn { ${read} };`) as ColumnRead,
     copy: make("dst, j, src, i", copy) as ColumnCopy,
     keyAt: make("cols, dicts, i", `${locals}\nreturn \`${key}\`;`) as ColumnKey,
     keyHashAt: make("cols, dicts, i", `${locals}\nlet h = ${FNV_OFFSET};\n${keyHashParts}\nreturn finish(h);`) as ColumnKeyHash,
-    keysEqual: make("cols, i, j", `return ${keysEqual};`) as ColumnKeysEqual,
-    keysEqualAcross: make("a, da, i, b, db, j", `return ${keysEqualAcross};`) as ColumnKeysEqualAcross,
+    keysEqual: make("a, da, i, b, db, j", `return ${keysEqual};`) as ColumnKeysEqual,
   };
 }
 
@@ -221,7 +216,6 @@ export interface TableCode {
   keyAt: ColumnKey;
   keyHashAt: ColumnKeyHash;
   keysEqual: ColumnKeysEqual;
-  keysEqualAcross: ColumnKeysEqualAcross;
 }
 
 export const ROW_CODE = Object.fromEntries(

@@ -196,23 +196,16 @@ class ColumnTable {
     }
   }
 
-  /** The slot of an indexed row with the same key as row `i` of a block, or -1 (no key is built). */
-  private findBlockRow(block: RowBlock, i: number, h: number): number {
-    const { slots, mask, hashes, cols, dicts } = this;
+  /**
+   * The slot of an indexed row with the same key as row `i` of `cols` (a
+   * block's columns, or this table's own), or -1 (no key text is built).
+   */
+  private findLike(cols: Columns, dicts: Dicts, i: number, h: number): number {
+    const { slots, mask, hashes } = this;
     for (let s = h & mask; ; s = (s + 1) & mask) {
       const v = slots[s]!;
       if (v === 0) return -1;
-      if (hashes[v - 1] === h && this.code.keysEqualAcross(cols, dicts, v - 1, block.cols, block.dicts, i)) return s;
-    }
-  }
-
-  /** The slot of an indexed row with the same key as row `i`, or -1 (no key is built). */
-  private findRow(i: number, h: number): number {
-    const { slots, mask, hashes, cols } = this;
-    for (let s = h & mask; ; s = (s + 1) & mask) {
-      const v = slots[s]!;
-      if (v === 0) return -1;
-      if (hashes[v - 1] === h && this.code.keysEqual(cols, v - 1, i)) return s;
+      if (hashes[v - 1] === h && this.code.keysEqual(this.cols, this.dicts, v - 1, cols, dicts, i)) return s;
     }
   }
 
@@ -294,7 +287,7 @@ class ColumnTable {
     while (this.indexed < this.n && budget-- > 0) {
       const i = this.indexed;
       const h = this.code.keyHashAt(this.cols, this.dicts, i);
-      const s = this.findRow(i, h);
+      const s = this.findLike(this.cols, this.dicts, i, h);
       if (s >= 0) {
         // Two appended rows with one key: the later one wins, as in `upsert`.
         this.own();
@@ -328,7 +321,7 @@ class ColumnTable {
   upsert(block: RowBlock, i: number): void {
     this.ready();
     const h = this.code.keyHashAt(block.cols, block.dicts, i);
-    const s = this.findBlockRow(block, i, h);
+    const s = this.findLike(block.cols, block.dicts, i, h);
     // Growing gives the table new arrays: then there is nothing shared left to copy.
     if (s < 0) this.reserve(this.n + 1);
     this.own();
