@@ -1,8 +1,9 @@
 /**
  * IP addresses as four 32-bit words, the form a wide `ip` column stores (see
  * ip-column.ts; a narrow one holds an IPv4 address's last word alone): word
- * 0 holds the address's first four bytes, big-endian, and so on. IPv4 addresses are held as IPv4-mapped IPv6 (::ffff:a.b.c.d) and come
- * back in dotted-quad form; IPv6 addresses come back in the canonical text
+ * 0 holds the address's first four bytes, big-endian, and so on. IPv4
+ * addresses are held as IPv4-mapped IPv6 (::ffff:a.b.c.d) and come back in
+ * dotted-quad form; IPv6 addresses come back in the canonical text
  * form of RFC 5952 (lowercase, the longest run of zero groups compressed).
  * A stored address therefore reads back canonical: "2001:DB8:0::1" as
  * "2001:db8::1", and "::ffff:198.18.0.1" as "198.18.0.1".

@@ -245,16 +245,6 @@ export type Blocks = { [T in TableName]?: RowBlock<T> };
 /** Row sources per table, as a read hands them to the encoder. */
 export type Sources = { [T in TableName]?: RowSource<T> };
 
-/** Each source's rows as they are now, as blocks of their own (copies: later changes to a live table do not reach them). */
-export function readAll(sources: Sources): Blocks {
-  const out: Blocks = {};
-  for (const src of Object.values(sources) as RowSource[]) {
-    const b = src.slice(0, src.length);
-    setBlock(out, new RowBlock(b.table, b.length, b.cols.map((c) => (Array.isArray(c) ? c.slice() : (c as TypedColumn).slice())), b.dicts));
-  }
-  return out;
-}
-
 /** Whole tables of row objects as blocks. */
 export function blocksOf(tables: Partial<Record<TableName, readonly unknown[]>>): Blocks {
   const out: Blocks = {};

@@ -9,7 +9,17 @@ import { StateDigest } from "../../protocol/state/digest.js";
 import { generateVmState } from "../../protocol/state/generate.js";
 import type { StateDelta, Tables } from "../../protocol/state/model.js";
 import { keyOf, TABLE_NAMES, TABLES, type AclRow, type ConntrackRow, type PortRow, type TableName } from "../../protocol/state/tables.js";
-import { blocksOf, readAll } from "../../protocol/state/row-block.js";
+import { blocksOf, RowBlock, setBlock, type Blocks, type RowSource, type Sources } from "../../protocol/state/row-block.js";
+
+/** A read's rows as they are now, as blocks of their own (a live read's slices view the table, which later writes change). */
+function readAll(sources: Sources): Blocks {
+  const out: Blocks = {};
+  for (const src of Object.values(sources) as RowSource[]) {
+    const b = src.slice(0, src.length);
+    setBlock(out, new RowBlock(b.table, b.length, b.cols.map((c) => (Array.isArray(c) ? c.slice() : (c as Uint8Array).slice())), b.dicts));
+  }
+  return out;
+}
 
 type Row = Record<string, unknown>;
 
