@@ -11,7 +11,7 @@
 import type { Msg, NatsConnection, Subscription } from "nats";
 import {
   AgentOp, AGENT_OPS, parseExportRequest, parsePrepareRequest, parseTransferRequest, parseWriteRequest, wallClockMs,
-  type ActivateReply, type DescribeReply, type ExportReply, type FreezeReply, type InventoryReply, type TransferReply, type VmInfo, type WriteReply,
+  type ActivateReply, type CommitOrder, type CommitResult, type DescribeReply, type ExportReply, type FreezeReply, type InventoryReply, type TransferReply, type VmInfo, type WriteReply,
 } from "../protocol/agent-api.js";
 import { decodeBlocks } from "../protocol/codec/columnar.js";
 import { decodeEnvelope, type Envelope } from "../protocol/codec/envelope.js";
@@ -27,6 +27,7 @@ import { RoundReceiver, type StageTarget } from "../protocol/transfer/receiver.j
 import { sendRound } from "../protocol/transfer/sender.js";
 import type { Backend, Change } from "./backends/backend.js";
 import { EpochStore } from "./epochs.js";
+import { RecordCommitter } from "./record-commit.js";
 
 export interface AgentOptions {
   hostId: string;
@@ -41,6 +42,14 @@ export interface AgentOptions {
   maxMessageBytes?: number;
 }
 
+/**
+ * Fault injection for the tests: an agent started with
+ * NETMIG_FAULT_COMMIT_DELAY_MS=<ms> waits that long between writing a
+ * destination's commit and activating, as a slow or partitioned host
+ * would. Unset in production.
+ */
+const COMMIT_DELAY_MS = Number(process.env.NETMIG_FAULT_COMMIT_DELAY_MS ?? 0);
+
 /** Bulk chunks handled at once (their stage may wait on a dataplane). */
 const BULK_CONCURRENCY = 2;
 
@@ -53,6 +62,7 @@ export class Agent {
   private readonly backend: Backend;
   private readonly log: Logger;
   private readonly epochs: EpochStore;
+  private readonly committer: RecordCommitter;
   private readonly receivers = new Map<string, { vmId: string; receiver: RoundReceiver }>();
   private readonly queues = new Map<string, Promise<unknown>>();
   /** Bulk chunks not yet taken (see onMessage). */
@@ -70,6 +80,7 @@ export class Agent {
     this.backend = opts.backend;
     this.log = opts.logger;
     this.epochs = new EpochStore(opts.stateDir);
+    this.committer = new RecordCommitter(opts.nc);
   }
 
   async start(): Promise<void> {
@@ -245,12 +256,12 @@ export class Agent {
     // One migration per VM: anything staged for this VM before is stale.
     for (const s of await this.backend.listStaged()) if (s.vmId === env.vmId) await this.backend.discard(s.vmId, s.stagingId);
     for (const [id, r] of this.receivers) if (r.vmId === env.vmId) this.receivers.delete(id);
-    this.receivers.set(env.migrationId, { vmId: env.vmId, receiver: new RoundReceiver(this.stageTarget(env.vmId, env.migrationId), env.vmId) });
+    this.receivers.set(env.migrationId, { vmId: env.vmId, receiver: new RoundReceiver(this.stageTarget(env.vmId, env.migrationId, env.epoch), env.vmId) });
     this.epochs.update(env.vmId, { releasedBy: undefined });
     return { ok: true };
   }
 
-  private stageTarget(vmId: string, stagingId: string): StageTarget {
+  private stageTarget(vmId: string, stagingId: string, epoch: number): StageTarget {
     const b = this.backend;
     return {
       reset: () => b.discard(vmId, stagingId),
@@ -266,7 +277,24 @@ export class Agent {
         if (!(await b.staged(vmId, stagingId))) await b.stage(vmId, stagingId, { vmId, baseGen: null, gen: 0, upserts: {}, deletes: {} }, { srcPortZones: {} });
         await b.seal(vmId, stagingId);
       },
+      commit: (order) => this.commitAndActivate(vmId, stagingId, epoch, order),
     };
+  }
+
+  /**
+   * A final seal's commit order: the record's compare-and-set first, and the
+   * staged state goes live only if it was written (see record-commit.ts).
+   */
+  private async commitAndActivate(vmId: string, migrationId: string, epoch: number, order: CommitOrder): Promise<CommitResult> {
+    const context = { vmId, migrationId, hostId: this.hostId };
+    if (order.key !== migrationId) throw new BadRequestError(`commit order for migration ${order.key} arrived with migration ${migrationId}`, context);
+    if (order.epoch !== epoch + 1) throw new BadRequestError(`commit order activates at epoch ${order.epoch}, but migration ${migrationId} moves the VM from epoch ${epoch}`, context);
+    this.epochs.check(vmId, epoch, "commit", this.hostId);
+    if (!(await this.backend.staged(vmId, migrationId))?.sealed) throw new NotStagedError(`VM ${vmId} has no sealed staged state for migration ${migrationId} on host ${this.hostId}`, context);
+    const revision = await this.committer.commit(order, context);
+    if (COMMIT_DELAY_MS > 0) await new Promise((r) => setTimeout(r, COMMIT_DELAY_MS));
+    const a = await this.activateStaged(vmId, migrationId, order.epoch);
+    return { revision, ...a };
   }
 
   private async chunk(env: Envelope): Promise<unknown> {
@@ -278,17 +306,22 @@ export class Agent {
     return r.receiver.onMessage(env.kind, env.seq, env.body);
   }
 
-  private async activate(env: Envelope): Promise<ActivateReply> {
-    this.fence(env, "activate");
-    const staged = await this.backend.staged(env.vmId, env.migrationId);
-    if (!staged?.sealed && !(await this.backend.describe(env.vmId, false))) {
-      throw new NotStagedError(`VM ${env.vmId} has no sealed staged state for migration ${env.migrationId} on host ${this.hostId}`, { vmId: env.vmId, migrationId: env.migrationId, hostId: this.hostId });
+  private activate(env: Envelope): Promise<ActivateReply> {
+    return this.activateStaged(env.vmId, env.migrationId, env.epoch);
+  }
+
+  /** Makes a migration's sealed staged state live at `epoch` (the commit is done); idempotent. */
+  private async activateStaged(vmId: string, migrationId: string, epoch: number): Promise<ActivateReply> {
+    this.epochs.check(vmId, epoch, "activate", this.hostId);
+    const staged = await this.backend.staged(vmId, migrationId);
+    if (!staged?.sealed && !(await this.backend.describe(vmId, false))) {
+      throw new NotStagedError(`VM ${vmId} has no sealed staged state for migration ${migrationId} on host ${this.hostId}`, { vmId, migrationId, hostId: this.hostId });
     }
-    const v = await this.backend.activate(env.vmId, env.migrationId);
+    const v = await this.backend.activate(vmId, migrationId);
     const activatedAtMs = wallClockMs();
-    this.receivers.delete(env.migrationId);
-    this.epochs.update(env.vmId, { releasedBy: undefined, frozenBy: undefined });
-    this.log.info({ vmId: env.vmId, migrationId: env.migrationId, epoch: env.epoch, digest: v.digest }, "VM activated");
+    this.receivers.delete(migrationId);
+    this.epochs.update(vmId, { releasedBy: undefined, frozenBy: undefined });
+    this.log.info({ vmId, migrationId, epoch, digest: v.digest }, "VM activated");
     return { digest: v.digest, gen: v.gen, activatedAtMs };
   }
 
@@ -323,9 +356,12 @@ export class Agent {
     const sent = await sendRound(this.nc, read, {
       subject: subjects.agentChunk(req.dstHostId, req.final), migrationId: env.migrationId, vmId: env.vmId, epoch: env.epoch,
       round: req.round, seqBase: req.round * ROUND_SEQ_SPAN, final: req.final, digest: read.digest, tables: read.tables, zones,
-      ...(req.maxChunkBytes ? { maxChunkBytes: req.maxChunkBytes } : {}), ...(req.window ? { window: req.window } : {}), ...(req.timeoutMs ? { timeoutMs: req.timeoutMs } : {}),
+      ...(req.commit ? { commit: req.commit } : {}), ...(req.maxChunkBytes ? { maxChunkBytes: req.maxChunkBytes } : {}), ...(req.window ? { window: req.window } : {}), ...(req.timeoutMs ? { timeoutMs: req.timeoutMs } : {}),
     });
-    return { baseGen: read.baseGen, gen: read.gen, rows: sent.rows, bytes: sent.bytes, chunks: sent.chunks, durationMs: sent.durationMs, digest: read.digest, ...(frozenAtMs !== undefined ? { frozenAtMs } : {}) };
+    return {
+      baseGen: read.baseGen, gen: read.gen, rows: sent.rows, bytes: sent.bytes, chunks: sent.chunks, durationMs: sent.durationMs, digest: read.digest,
+      ...(frozenAtMs !== undefined ? { frozenAtMs } : {}), ...(sent.seal.committed ? { committed: sent.seal.committed } : {}),
+    };
   }
 
   private async freeze(env: Envelope): Promise<FreezeReply> {

@@ -8,16 +8,24 @@
  * what it staged, the source thaws); after COMMITTED every step is retried
  * until it succeeds or the migration's deadline passes (it is then left for
  * the next sweep, never undone).
+ *
+ * The commit itself is written by the destination, in the freeze window: the
+ * driver builds the COMMITTED record before it freezes the source and hands
+ * it down with the final round (a CommitOrder, compare-and-set on the FROZEN
+ * record's revision). An abort is a compare-and-set on the same revision, so
+ * exactly one of them lands; a driver whose abort loses finds the commit in
+ * the record and rolls forward.
  */
 import {
   ConflictError, ErrorCode, FreezeBudgetExceededError, NetmigError, NotStagedError, asNetmigError, TimeoutError,
 } from "../protocol/errors.js";
 import type { Logger } from "../protocol/log.js";
+import type { CommitOrder } from "../protocol/agent-api.js";
 import type { AgentClient, Target } from "./agent-client.js";
 import type { HostGate } from "./host-gate.js";
-import type { Journal, Versioned } from "./journal.js";
+import { isUnreadable, type Journal, type Versioned } from "./journal.js";
 import { isCommitted, isTerminal, Phase, recoveryFor } from "./phases.js";
-import type { MigrationRecord, Progress } from "./record.js";
+import { encodeRecord, type MigrationRecord, type Progress } from "./record.js";
 
 export interface DriverDeps {
   journal: Journal;
@@ -41,15 +49,18 @@ class AbortRequested extends Error {}
 /**
  * Fault injection for the recovery tests: a coordinator started with
  * NETMIG_FAULT_CRASH_AT=before:<PHASE> or after:<PHASE> kills itself
- * (SIGKILL) just before or just after recording that phase. Unset in
- * production.
+ * (SIGKILL) just before or just after recording that phase;
+ * during:FROZEN kills it a few milliseconds after it sent the freeze
+ * command, while the freeze window runs without it. Unset in production.
  */
 const CRASH_AT = process.env.NETMIG_FAULT_CRASH_AT ?? null;
 
-function crashPoint(when: "before" | "after", phase: string | undefined, log: Logger): void {
+function crashPoint(when: "before" | "after" | "during", phase: string | undefined, log: Logger): void {
   if (CRASH_AT === null || CRASH_AT !== `${when}:${phase}`) return;
   log.warn({ point: CRASH_AT }, "NETMIG_FAULT_CRASH_AT: killing this coordinator");
-  process.kill(process.pid, "SIGKILL");
+  // "during": after the command just sent has left the process.
+  if (when === "during") setTimeout(() => process.kill(process.pid, "SIGKILL"), 5);
+  else process.kill(process.pid, "SIGKILL");
 }
 
 /** Pause between delta rounds while a phased migration waits for Switchover, ms. */
@@ -60,6 +71,8 @@ export class MigrationDriver {
   private abortReason: string | null = null;
   private wakeUp: (() => void) | null = null;
   private saving: Promise<unknown> = Promise.resolve();
+  /** The COMMITTED record handed to the destination in the freeze window, until the outcome is known. */
+  private commitSent: MigrationRecord | null = null;
   /** When the record was last written (see `checkpoint`). */
   private savedAt = 0;
   /**
@@ -78,7 +91,8 @@ export class MigrationDriver {
     this.done = (recovering ? this.recover() : this.runFresh()).then(
       () => this.rec.value,
       (err) => {
-        if (!(err instanceof LostLease)) this.deps.log.error({ err, migrationId: this.id }, "migration driver stopped on an unexpected error");
+        if (err instanceof LostLease) this.deps.log.warn({ migrationId: this.id }, "migration record changed under this coordinator; it stops driving it");
+        else this.deps.log.error({ err, migrationId: this.id }, "migration driver stopped on an unexpected error");
         return this.rec.value;
       },
     );
@@ -110,28 +124,31 @@ export class MigrationDriver {
 
   // ------------------------------------------------------------ recording
 
+  /** The record as the next write would make it: `patch` applied, the lease renewed, a phase change in the history. */
+  private nextRecord(patch: Partial<MigrationRecord>, note: string | undefined, now: number): MigrationRecord {
+    const next: MigrationRecord = {
+      ...this.rec.value,
+      ...patch,
+      switchoverRequested: this.requested.switchover,
+      completeRequested: this.requested.complete,
+      updatedAtMs: now,
+      leaseUntil: now + this.deps.leaseMs,
+      driver: this.deps.coordinatorId,
+    };
+    if (patch.phase && patch.phase !== this.rec.value.phase) next.history = [...next.history, { phase: patch.phase, atMs: now, ...(note ? { note } : {}) }];
+    return next;
+  }
+
   /** Records a change with compare-and-set; saves are serialized. */
   private save(patch: Partial<MigrationRecord>, note?: string): Promise<void> {
     const run = this.saving.then(async () => {
       const now = Date.now();
-      const next: MigrationRecord = {
-        ...this.rec.value,
-        ...patch,
-        switchoverRequested: this.requested.switchover,
-        completeRequested: this.requested.complete,
-        updatedAtMs: now,
-        leaseUntil: now + this.deps.leaseMs,
-        driver: this.deps.coordinatorId,
-      };
-      if (patch.phase && patch.phase !== this.rec.value.phase) next.history = [...next.history, { phase: patch.phase, atMs: now, ...(note ? { note } : {}) }];
+      const next = this.nextRecord(patch, note, now);
       crashPoint("before", patch.phase, this.deps.log);
       try {
         this.rec = await this.deps.journal.updateMigration(next, this.rec.revision);
       } catch (err) {
-        if (err instanceof ConflictError) {
-          this.deps.log.warn({ migrationId: this.id }, "migration record changed under this coordinator; it stops driving it");
-          throw new LostLease();
-        }
+        if (err instanceof ConflictError) throw new LostLease();
         throw err;
       }
       this.savedAt = now;
@@ -194,10 +211,10 @@ export class MigrationDriver {
   }
 
   /** One pre-copy round: full when `sinceGen` is null. Bulk rounds hold their hosts shared (see host-gate.ts). */
-  private async round(sinceGen: number | null, final: boolean, epoch = this.rec.value.epoch, timeoutMs?: number, freeze = false) {
+  private async round(sinceGen: number | null, final: boolean, epoch = this.rec.value.epoch, timeoutMs?: number, freeze = false, commit?: CommitOrder) {
     const release = final ? null : await this.deps.gate.shared(this.hosts());
     try {
-      return await this.sendRound(sinceGen, final, epoch, timeoutMs, freeze);
+      return await this.sendRound(sinceGen, final, epoch, timeoutMs, freeze, commit);
     } finally {
       release?.();
     }
@@ -207,12 +224,12 @@ export class MigrationDriver {
     return [this.rec.value.src, this.rec.value.dst];
   }
 
-  private async sendRound(sinceGen: number | null, final: boolean, epoch: number, timeoutMs: number | undefined, freeze: boolean) {
+  private async sendRound(sinceGen: number | null, final: boolean, epoch: number, timeoutMs: number | undefined, freeze: boolean, commit: CommitOrder | undefined) {
     const p = this.rec.value.progress;
     const round = this.rec.value.nextRound;
     this.rec.value = { ...this.rec.value, nextRound: round + 1 };
     const res = await this.deps.agents.transfer(this.target("src", epoch), {
-      dstHostId: this.rec.value.dst, sinceGen, final, round, ...(freeze ? { freeze } : {}), ...(timeoutMs !== undefined ? { timeoutMs } : {}),
+      dstHostId: this.rec.value.dst, sinceGen, final, round, ...(freeze ? { freeze } : {}), ...(timeoutMs !== undefined ? { timeoutMs } : {}), ...(commit ? { commit } : {}),
     });
     const progress = this.progress({
       round, rowsSent: p.rowsSent + res.rows, bytesSent: p.bytesSent + res.bytes, chunksSent: p.chunksSent + res.chunks + 1,
@@ -270,44 +287,80 @@ export class MigrationDriver {
     }
   }
 
+  /**
+   * Freeze, final round, commit and activation, in one command to the
+   * source: it freezes and sends the final round, whose seal carries the
+   * commit order; the destination checks the digests, commits (the record's
+   * compare-and-set) and activates, and the answers come back the same way.
+   * The window holds no coordinator round trip.
+   */
   private async freezeWindow(): Promise<void> {
     const r = () => this.rec.value;
     const budget = r().options.freezeBudgetMs;
     await this.save({ phase: Phase.Frozen }, "freezing the source");
-    // One command freezes the source and sends the final delta; the freeze
-    // window runs from here to the destination's activation.
+    const committed = this.committedRecord();
+    const order: CommitOrder = { bucket: this.deps.journal.migrationsBucket, key: this.id, revision: this.rec.revision, record: encodeRecord(committed), epoch: r().epoch + 1 };
+    this.commitSent = committed;
     const t0 = performance.now();
     let final;
     try {
-      final = await this.round(r().options.stopAndCopy ? null : r().sealedGen, true, r().epoch, budget, true);
+      const sending = this.round(r().options.stopAndCopy ? null : r().sealedGen, true, r().epoch, budget, true, order);
+      crashPoint("during", Phase.Frozen, this.deps.log);
+      final = await sending;
+      if (!final.committed) throw new NetmigError(ErrorCode.Internal, `host ${r().src} sent the final round but did not report the destination's commit`, { migrationId: this.id });
     } catch (err) {
+      // The destination may have committed with its answer lost: the abort's compare-and-set finds out.
       if (asNetmigError(err).code === ErrorCode.Timeout) throw new FreezeBudgetExceededError(`the final transfer did not finish within the ${budget} ms freeze budget`, { migrationId: this.id, vmId: r().vmId }, { cause: err });
       throw err;
     }
-    const tFinal = performance.now();
-    const frozenMs = tFinal - t0;
-    if (frozenMs > budget) throw new FreezeBudgetExceededError(`the final delta took ${frozenMs.toFixed(1)} ms, over the ${budget} ms freeze budget`, { migrationId: this.id, vmId: r().vmId });
-    this.checkAbort();
-    // TRANSFERRED is reported, and recorded with the commit: both leave the
-    // same thing to recover until the commit lands.
-    const transferredAt = Date.now();
-    this.deps.publish({ ...r(), phase: Phase.Transferred }, `final delta: ${final.rows} rows; digests match`);
-    const history = [...r().history, { phase: Phase.Transferred, atMs: transferredAt, note: `final delta ${final.rows} rows` }];
-    await this.save({ phase: Phase.Committed, history, progress: this.progress({ finalRows: final.rows }) }, `committed: owner ${r().dst}, epoch ${r().epoch + 1}`);
-    const tCommit = performance.now();
-    const act = await this.deps.agents.activate(this.target("dst", r().epoch + 1));
     const tActive = performance.now();
+    const done = final.committed;
+    // The record as written, with what the final round taught this driver (progress, digests).
+    this.rec = { value: { ...committed, progress: r().progress, sealedGen: r().sealedGen }, revision: done.revision };
+    this.commitSent = null;
+    this.savedAt = committed.updatedAtMs;
+    this.deps.publish({ ...committed, phase: Phase.Transferred }, `final delta: ${final.rows} rows; digests match`);
+    this.deps.publish(committed, `committed by ${r().dst}: owner ${r().dst}, epoch ${r().epoch + 1}`);
+    crashPoint("after", Phase.Committed, this.deps.log);
     const freezeWindowMs = tActive - t0;
+    if (freezeWindowMs > budget) this.deps.log.warn({ migrationId: this.id, freezeWindowMs, budget }, "the freeze window outlasted its budget; the destination had committed, so the migration goes on");
     // The agents' own account: the source's freeze to the destination's activation.
-    const agents = typeof final.frozenAtMs === "number" && typeof act.activatedAtMs === "number" ? act.activatedAtMs - final.frozenAtMs : NaN;
+    const agents = typeof final.frozenAtMs === "number" ? done.activatedAtMs - final.frozenAtMs : NaN;
     const stateFrozenMs = Number.isFinite(agents) && agents > 0 && agents <= freezeWindowMs ? agents : 0;
     if (stateFrozenMs === 0) {
-      this.deps.log.warn({ migrationId: this.id, frozenAtMs: final.frozenAtMs ?? null, activatedAtMs: act.activatedAtMs ?? null, freezeWindowMs }, "the agents' account of the freeze window is missing or outside the coordinator's; only the coordinator's is recorded");
+      this.deps.log.warn({ migrationId: this.id, frozenAtMs: final.frozenAtMs ?? null, activatedAtMs: done.activatedAtMs, freezeWindowMs }, "the agents' account of the freeze window is missing or outside the coordinator's; only the coordinator's is recorded");
     }
-    const steps = `freeze + final delta ${(tFinal - t0).toFixed(1)}, commit ${(tCommit - tFinal).toFixed(1)}, activate ${(tActive - tCommit).toFixed(1)} ms${stateFrozenMs ? `; ${stateFrozenMs.toFixed(1)} ms by the agents' clocks` : ""}`;
-    await this.save({ phase: Phase.Activated, progress: this.progress({ freezeWindowMs, stateFrozenMs, dstDigest: act.digest }) }, `active on ${r().dst} after a ${freezeWindowMs.toFixed(1)} ms freeze window (${steps})`);
-    if (act.digest !== r().progress.srcDigest) this.deps.log.error({ migrationId: this.id, src: r().progress.srcDigest, dst: act.digest }, "activated digest differs from the source's");
+    const steps = `freeze, final delta of ${final.rows} rows, commit and activation ${freezeWindowMs.toFixed(1)} ms by the coordinator${stateFrozenMs ? `; ${stateFrozenMs.toFixed(1)} ms by the agents' clocks` : ""}`;
+    await this.save({ phase: Phase.Activated, progress: this.progress({ finalRows: final.rows, freezeWindowMs, stateFrozenMs, dstDigest: done.digest }) }, `active on ${r().dst} (${steps})`);
+    if (done.digest !== r().progress.srcDigest) this.deps.log.error({ migrationId: this.id, src: r().progress.srcDigest, dst: done.digest }, "activated digest differs from the source's");
     await this.setOwner(r().dst, r().epoch + 1, r().id);
+  }
+
+  /** The record the destination writes when it commits: TRANSFERRED and COMMITTED in its history. */
+  private committedRecord(): MigrationRecord {
+    const r = this.rec.value;
+    const now = Date.now();
+    const history = [...r.history, { phase: Phase.Transferred, atMs: now, note: "final round sealed, digests match" }];
+    // nextRound counts the final round it is handed down with.
+    return this.nextRecord({ phase: Phase.Committed, history, nextRound: r.nextRound + 1 }, `committed by ${r.dst} on the final seal: owner ${r.dst}, epoch ${r.epoch + 1}`, now);
+  }
+
+  /**
+   * After a lost compare-and-set in the freeze window: true (and the record
+   * adopted) when what won is the commit this driver handed the destination.
+   */
+  private async adoptDestinationCommit(): Promise<boolean> {
+    const sent = this.commitSent;
+    if (!sent) return false;
+    const cur = await this.deps.journal.getMigration(this.id);
+    if (!cur || isUnreadable(cur)) return false;
+    const v = cur.value;
+    if (v.phase !== Phase.Committed || v.driver !== sent.driver || v.updatedAtMs !== sent.updatedAtMs) return false;
+    this.rec = cur;
+    this.commitSent = null;
+    this.deps.log.warn({ migrationId: this.id }, "the destination committed although its answer did not arrive; rolling forward");
+    this.deps.publish(v, `committed by ${v.dst}`);
+    return true;
   }
 
   private async setOwner(owner: string, epoch: number, migrationId: string | null): Promise<void> {
@@ -324,8 +377,15 @@ export class MigrationDriver {
     const r = () => this.rec.value;
     const e = cause instanceof AbortRequested ? new NetmigError(ErrorCode.Conflict, `aborted: ${cause.message}`) : asNetmigError(cause, { migrationId: this.id });
     const error = r().error ?? { code: cause instanceof AbortRequested ? "ABORTED" : e.code, message: e.message };
+    if (r().phase !== Phase.Aborting) {
+      try {
+        await this.save({ phase: Phase.Aborting, error }, error.message);
+      } catch (err) {
+        if (err instanceof LostLease && (await this.adoptDestinationCommit())) return this.rollForward(cause);
+        throw err;
+      }
+    }
     this.deps.log.warn({ migrationId: this.id, vmId: r().vmId, code: error.code }, `aborting migration: ${error.message}`);
-    if (r().phase !== Phase.Aborting) await this.save({ phase: Phase.Aborting, error }, error.message);
     const notes: string[] = [];
     // Destination first: it must never be left believing it may activate.
     await this.deps.agents.abort(this.target("dst")).catch((err) => notes.push(`destination ${r().dst} not reached (${(err as Error).message}); it drops the staged state when it reports back`));

@@ -28,7 +28,8 @@ export interface JournalOptions {
 }
 
 export class Journal {
-  private constructor(private readonly migrations: KV, private readonly vms: KV) {}
+  /** `migrationsBucket`: the KV bucket of migration records (a destination commits there; see agent/record-commit.ts). */
+  private constructor(private readonly migrations: KV, private readonly vms: KV, readonly migrationsBucket: string) {}
 
   static async open(nc: NatsConnection, opts: JournalOptions = {}): Promise<Journal> {
     const js = nc.jetstream();
@@ -36,7 +37,7 @@ export class Journal {
     const cfg = { history: 5, replicas: opts.replicas ?? 1 };
     const migrations = await js.views.kv(`${prefix}-migrations`, cfg);
     const vms = await js.views.kv(`${prefix}-vms`, cfg);
-    return new Journal(migrations, vms);
+    return new Journal(migrations, vms, `${prefix}-migrations`);
   }
 
   // ---------------------------------------------------------------- migrations

@@ -1,6 +1,8 @@
 /**
  * The durable record of a migration, as kept in JetStream KV, and the VM
- * ownership record. The coordinator is their only writer.
+ * ownership record. The coordinator writes them; the one exception is the
+ * COMMITTED record, which the coordinator builds and the destination writes
+ * in the freeze window (driver.ts, agent/record-commit.ts).
  */
 import { randomBytes } from "node:crypto";
 import { isPhase, type Phase } from "./phases.js";

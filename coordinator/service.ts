@@ -491,6 +491,9 @@ export class Coordinator {
       apply: async (delta) => void set.apply(delta),
       digest: async () => ({ digest: set.digest.toString(), tables: set.digest.tables() }),
       sealed: async () => undefined,
+      commit: async () => {
+        throw new BadRequestError("an export's seal cannot carry a commit order");
+      },
     }, vmId);
     await receiveOnInbox(this.nc, receiver, (inbox) => this.agents.export({ hostId: owner, vmId, migrationId: "", epoch }, inbox, 120_000));
     if (!receiver.finalSealed) throw new NetmigError("INTERNAL", `export of VM ${vmId} ended without a sealed snapshot`, { vmId });

@@ -94,7 +94,46 @@ export interface TransferRequest {
   window?: number;
   /** Deadline for the whole round, ms. */
   timeoutMs?: number;
+  /**
+   * With `final`: the destination commits the migration itself once the
+   * final round is sealed with matching digests, then activates (see
+   * CommitOrder). Without it the coordinator commits and activates.
+   */
+  commit?: CommitOrder;
 }
+
+/**
+ * The coordinator's commit, handed to the destination for the freeze window:
+ * write `record` (the migration's record in phase COMMITTED) to the key
+ * `key` of the KV bucket `bucket`, compare-and-set on `revision` (the record
+ * as the coordinator wrote it when it froze the source), and only if that
+ * write succeeds make the staged state live at `epoch`. A record changed in
+ * the meantime (an abort, another coordinator's takeover) refuses the
+ * write, and the destination stays staged: the commit is still one
+ * compare-and-set on the one record, whoever sends it.
+ */
+export interface CommitOrder {
+  bucket: string;
+  key: string;
+  revision: number;
+  record: Uint8Array;
+  /** The epoch the destination activates at (the migration's epoch + 1). */
+  epoch: number;
+}
+
+/** What the destination did with a CommitOrder. */
+export interface CommitResult {
+  /** The record's revision after the commit. */
+  revision: number;
+  /** When the state went live (`wallClockMs`). */
+  activatedAtMs: number;
+  /** The live state's digest and generation. */
+  digest: string;
+  gen: number;
+}
+
+/** Largest encoded migration record a CommitOrder may carry. */
+export const MAX_COMMIT_RECORD_BYTES = 256 * 1024;
 
 export interface TransferReply {
   baseGen: number | null;
@@ -106,6 +145,8 @@ export interface TransferReply {
   digest: string;
   /** When this transfer froze the VM: the moment it stopped taking changes (`wallClockMs`). */
   frozenAtMs?: number;
+  /** Present when the request carried a CommitOrder and the destination committed and activated. */
+  committed?: CommitResult;
 }
 
 /**
@@ -198,7 +239,27 @@ export function parseTransferRequest(body: unknown): TransferRequest {
   if (maxChunkBytes !== undefined) req.maxChunkBytes = Math.max(4096, maxChunkBytes);
   if (window !== undefined) req.window = Math.max(1, window);
   if (timeoutMs !== undefined) req.timeoutMs = timeoutMs;
+  if (o.commit !== undefined && o.commit !== null) {
+    if (!req.final) throw new BadRequestError("transfer request.commit needs final: true");
+    req.commit = parseCommitOrder(o.commit, "transfer request.commit");
+  }
   return req;
+}
+
+const BUCKET_NAME = /^[A-Za-z0-9_-]{1,64}$/;
+
+export function parseCommitOrder(body: unknown, what: string): CommitOrder {
+  const o = asObject(body, what);
+  const bucket = reqString(o, "bucket", what, 64);
+  if (!BUCKET_NAME.test(bucket)) throw new BadRequestError(`${what}.bucket must be a KV bucket name (letters, digits, - and _)`);
+  const revision = optUint(o, "revision", what);
+  const epoch = optUint(o, "epoch", what);
+  if (revision === undefined || revision === 0) throw new BadRequestError(`${what}.revision must be the record's revision (an integer from 1)`);
+  if (epoch === undefined) throw new BadRequestError(`${what}.epoch is required`);
+  if (!(o.record instanceof Uint8Array) || o.record.byteLength === 0 || o.record.byteLength > MAX_COMMIT_RECORD_BYTES) {
+    throw new BadRequestError(`${what}.record must be the encoded record, 1 to ${MAX_COMMIT_RECORD_BYTES} bytes`);
+  }
+  return { bucket, key: reqString(o, "key", what, 128), revision, record: o.record, epoch };
 }
 
 export function parsePrepareRequest(body: unknown): PrepareRequest {

@@ -3,7 +3,7 @@
  * is a sequence of `chunk` messages followed by one `seal`:
  *
  *   chunk  { round, baseGen, gen, blocks: ColumnBlock[], deletes, zones, sizes?, seal? }
- *   seal   { round, baseGen, gen, chunks, digest, tables, final }
+ *   seal   { round, baseGen, gen, chunks, digest, tables, final, commit? }
  *
  * A full snapshot's chunks carry `sizes`, the rows of the whole snapshot per
  * table, so the receiver sizes its tables once instead of growing them.
@@ -16,9 +16,12 @@
  * round read from a VM that kept changing meanwhile carries the digest ""
  * (nothing to check: its rows mix generations until the next round, a
  * delta, resends every row that changed or moved); a final seal never does.
+ * A final seal may carry the coordinator's CommitOrder (agent-api.ts): the
+ * receiver commits and activates once the digests match, and its answer says
+ * so (`committed`).
  */
 import { BadRequestError } from "../errors.js";
-import { asObject, optUint } from "../agent-api.js";
+import { asObject, optUint, parseCommitOrder, type CommitOrder, type CommitResult } from "../agent-api.js";
 import { decodeBlocks } from "../codec/columnar.js";
 import type { StateDelta } from "../state/model.js";
 import { isTableName, type TableName } from "../state/tables.js";
@@ -49,11 +52,15 @@ export interface SealBody {
   digest: string;
   tables: Record<string, string>;
   final: boolean;
+  /** On a final seal: commit and activate once the digests match. */
+  commit?: CommitOrder;
 }
 
 export interface SealReply {
   digest: string;
   tables: Record<string, string>;
+  /** The seal carried a CommitOrder, and the receiver committed and activated. */
+  committed?: CommitResult;
 }
 
 function parseGen(o: Record<string, unknown>, what: string): { baseGen: number | null; gen: number; round: number } {
@@ -101,5 +108,10 @@ export function parseSeal(body: unknown): SealBody {
   const final = o.final === true;
   if (o.digest === "" && (final || g.baseGen !== null)) throw new BadRequestError("seal.digest may be empty only on a full round that is not final");
   const tables = asObject(o.tables ?? {}, "seal.tables") as Record<string, string>;
-  return { ...g, chunks, digest: o.digest, tables, final };
+  const seal: SealBody = { ...g, chunks, digest: o.digest, tables, final };
+  if (o.commit !== undefined && o.commit !== null) {
+    if (!final) throw new BadRequestError("seal.commit is allowed on a final seal only");
+    seal.commit = parseCommitOrder(o.commit, "seal.commit");
+  }
+  return seal;
 }

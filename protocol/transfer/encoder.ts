@@ -9,6 +9,7 @@
  * seal inline (one round trip, which is what a small final delta in the
  * freeze window needs); otherwise a separate seal message closes it.
  */
+import type { CommitOrder } from "../agent-api.js";
 import { encodeColumns, type ColumnBlock } from "../codec/columnar.js";
 import { encodeEnvelope } from "../codec/envelope.js";
 import type { SourceDelta } from "../state/model.js";
@@ -33,6 +34,8 @@ export interface RoundHeader {
   tables: Record<string, string>;
   /** The sender's conntrack zone per ifaceId. */
   zones: Record<string, number>;
+  /** A final round's commit order, carried by its seal (see chunks.ts). */
+  commit?: CommitOrder;
 }
 
 export interface EncodedMessage {
@@ -72,7 +75,7 @@ export function* encodeRound(delta: SourceDelta, h: RoundHeader, maxBytes: numbe
   const sizes: Partial<Record<TableName, number>> = {};
   if (delta.baseGen === null) for (const t of TABLE_NAMES) if (delta.upserts[t]?.length) sizes[t] = delta.upserts[t]!.length;
   const header = { round: h.round, baseGen: delta.baseGen, gen: delta.gen, zones: h.zones, ...(delta.baseGen === null ? { sizes } : {}) };
-  const seal: SealBody = { round: h.round, baseGen: delta.baseGen, gen: delta.gen, chunks: 0, digest: h.digest, tables: h.tables, final: h.final };
+  const seal: SealBody = { round: h.round, baseGen: delta.baseGen, gen: delta.gen, chunks: 0, digest: h.digest, tables: h.tables, final: h.final, ...(h.commit ? { commit: h.commit } : {}) };
   let seq = h.seqBase;
   const envelope = (kind: string, body: unknown): Uint8Array =>
     encodeEnvelope({ kind, migrationId: h.migrationId, vmId: h.vmId, epoch: h.epoch, seq: seq++, body });

@@ -6,7 +6,9 @@
  * the target; a delta round must start from the generation the last sealed
  * round ended at. A full round sealed without a digest (read from a VM that
  * kept changing) is taken as it is: the next round's digest checks it. Chunks already applied (same seq) are acknowledged and
- * skipped; chunks of an older round are acknowledged and ignored.
+ * skipped; chunks of an older round are acknowledged and ignored. A final
+ * seal that carries a commit order is committed through the target once its
+ * digest checks out; the answer to a repeated seal repeats the outcome.
  */
 import { createInbox, type NatsConnection } from "nats";
 import { decodeEnvelope } from "../codec/envelope.js";
@@ -14,6 +16,7 @@ import { asNetmigError, BadRequestError, DigestMismatchError } from "../errors.j
 import { encodeReply } from "../rpc.js";
 import type { StateDelta } from "../state/model.js";
 import { digestDiff } from "../state/digest.js";
+import type { CommitOrder, CommitResult } from "../agent-api.js";
 import { CHUNK_KIND, parseChunk, parseSeal, SEAL_KIND, type SealBody, type SealReply } from "./chunks.js";
 
 export interface StageTarget {
@@ -25,6 +28,8 @@ export interface StageTarget {
   digest(): Promise<SealReply>;
   /** Called after the final round's seal checked out. */
   sealed(): Promise<void>;
+  /** Carries out a final seal's commit order (commit, then activate); throws when refused. */
+  commit(order: CommitOrder): Promise<CommitResult>;
 }
 
 export class RoundReceiver {
@@ -97,8 +102,9 @@ export class RoundReceiver {
       await this.target.sealed();
       this.finalSealed = true;
     }
-    this.lastSeal = { seq, reply: mine };
-    return mine;
+    const reply: SealReply = seal.final && seal.commit ? { ...mine, committed: await this.target.commit(seal.commit) } : mine;
+    this.lastSeal = { seq, reply };
+    return reply;
   }
 }
 

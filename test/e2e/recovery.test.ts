@@ -36,8 +36,8 @@ async function hostsHolding(vmId: string): Promise<string[]> {
   return out;
 }
 
-test("recovery - coordinator killed just before commit (source frozen, destination sealed): the next coordinator aborts", async () => {
-  const { id, digest } = await crashAt("before:COMMITTED", "vm-rec-1");
+test("recovery - coordinator killed after recording FROZEN, before the freeze command: the next coordinator aborts", async () => {
+  const { id, digest } = await crashAt("after:FROZEN", "vm-rec-1");
   const m = await c.waitForPhase(id, ["ABORTED", "DONE"]);
   assert.equal(m.phase, "ABORTED", c.logs());
   assert.deepEqual(await hostsHolding("vm-rec-1"), ["host-a:active"], "state whole on the source only");
@@ -58,6 +58,16 @@ test("recovery - coordinator killed just after commit: the next coordinator roll
   assert.equal(inv.vms.find((v) => v.vmId === "vm-rec-2")?.digest, digest, "nothing lost or duplicated");
   const s = await unaryCall<object, { owner_host: string; epoch: string }>(c.client, "GetVmState", { vm_id: "vm-rec-2" });
   assert.equal(s.owner_host, "host-b");
+});
+
+test("recovery - coordinator killed inside the freeze window: the destination commits without it; the next coordinator rolls forward to DONE", async () => {
+  const { id, digest } = await crashAt("during:FROZEN", "vm-rec-5");
+  const m = await c.waitForPhase(id, ["ABORTED", "DONE"]);
+  assert.equal(m.phase, "DONE", c.logs());
+  assert.ok(m.history.some((h) => h.phase === "COMMITTED" && /committed by host-b on the final seal/.test(h.note)), "the destination wrote the commit");
+  assert.deepEqual(await hostsHolding("vm-rec-5"), ["host-b:active"], "state whole on the destination only");
+  assert.equal(await c.vmStatus("host-a", "vm-rec-5"), "released");
+  assert.equal((await c.inventory("host-b")).vms.find((v) => v.vmId === "vm-rec-5")?.digest, digest, "nothing lost or duplicated");
 });
 
 test("recovery - coordinator killed after activation: the next coordinator releases the source and finishes", async () => {

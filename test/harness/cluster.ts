@@ -109,8 +109,9 @@ export class Cluster {
     return new Proc(name, child);
   }
 
-  async startAgent(hostId: string, churn: number | string = this.opts.churn ?? 0): Promise<Proc> {
-    const p = this.spawn(`agent ${hostId}`, ["agent", "--host-id", hostId, "--nats", this.nats.url, "--state-dir", join(this.dir, hostId), "--heartbeat-ms", "200", ...(churn ? ["--churn", String(churn)] : []), ...(this.opts.agentArgs?.(hostId) ?? [])]);
+  /** `env`: extra environment (fault injection). */
+  async startAgent(hostId: string, churn: number | string = this.opts.churn ?? 0, env: Record<string, string> = {}): Promise<Proc> {
+    const p = this.spawn(`agent ${hostId}`, ["agent", "--host-id", hostId, "--nats", this.nats.url, "--state-dir", join(this.dir, hostId), "--heartbeat-ms", "200", ...(churn ? ["--churn", String(churn)] : []), ...(this.opts.agentArgs?.(hostId) ?? [])], env);
     this.agents.set(hostId, p);
     await waitFor(async () => {
       if (!p.running) throw new Error(`agent ${hostId} exited:\n${p.log()}`);

@@ -38,6 +38,9 @@ function target(): StageTarget & { set: TableSet } {
       return { digest: t.set.digest.toString(), tables: t.set.digest.tables() };
     },
     async sealed() {},
+    async commit(): Promise<never> {
+      throw new Error("no commit orders in these tests");
+    },
   };
   return t;
 }

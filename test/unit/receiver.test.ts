@@ -10,6 +10,8 @@ import { TableSet, type Change } from "../../protocol/state/table-set.js";
 import { keyOf, TABLE_NAMES, type ConntrackRow, type FdbRow, type TableName } from "../../protocol/state/tables.js";
 import { RoundReceiver, type StageTarget } from "../../protocol/transfer/receiver.js";
 import type { SealReply } from "../../protocol/transfer/chunks.js";
+import type { CommitOrder, CommitResult } from "../../protocol/agent-api.js";
+import { ConflictError } from "../../protocol/errors.js";
 import { blocksOf } from "../../protocol/state/row-block.js";
 
 const VM = "vm-rx";
@@ -35,6 +37,15 @@ class SetTarget implements StageTarget {
   }
   async sealed(): Promise<void> {
     this.sealedCalls++;
+  }
+  /** Commit orders carried out, in order; a set `refuse` makes the next one fail. */
+  commits: CommitOrder[] = [];
+  refuse: Error | null = null;
+  async commit(order: CommitOrder): Promise<CommitResult> {
+    assert.equal(this.sealedCalls > 0, true, "the staged state is sealed before the commit");
+    if (this.refuse) throw this.refuse;
+    this.commits.push(order);
+    return { revision: order.revision + 1, activatedAtMs: 1, digest: this.set.digest.toString(), gen: 0 };
   }
 }
 
@@ -358,4 +369,54 @@ test("receiver - a full round read live while the source changes seals without a
   // Only a full round that is not final may go unchecked.
   await rejectsWith(rx.onSeal(100, wire({ round: 2, baseGen: null, gen: src.gen, chunks: 0, digest: "", tables: {}, final: true })), BadRequestError, /digest may be empty only/);
   await rejectsWith(rx.onSeal(101, wire({ round: 2, baseGen: src.gen, gen: src.gen, chunks: 0, digest: "", tables: {}, final: false })), BadRequestError, /digest may be empty only/);
+});
+
+test("receiver - a final seal's commit order is carried out once the digest checks, and a repeated seal repeats its outcome", async () => {
+  const { src, zones } = source();
+  const order = { bucket: "netmig-migrations", key: "m-1", revision: 7, record: new Uint8Array([1, 2, 3]), epoch: 4 };
+  // A wrong digest: no commit.
+  {
+    const target = new SetTarget();
+    const rx = new RoundReceiver(target, VM);
+    const r0 = fullRound(src, zones, 0, true);
+    let seq = 0;
+    for (const c of r0.chunks) await rx.onChunk(seq++, c);
+    const other = src.digest.clone();
+    other.add("acls", { id: "extra", direction: "egress", priority: 1, table: 0, match: "udp", actions: "drop" });
+    await rejectsWith(rx.onSeal(seq, wire({ ...r0.seal, digest: other.toString(), tables: other.tables(), commit: order })), DigestMismatchError, /acls/);
+    assert.equal(target.commits.length, 0, "no commit on a digest mismatch");
+  }
+  // A matching digest: committed after sealing, and the reply says so.
+  const target = new SetTarget();
+  const rx = new RoundReceiver(target, VM);
+  const r0 = fullRound(src, zones, 0, true);
+  let seq = 0;
+  for (const c of r0.chunks) await rx.onChunk(seq++, c);
+  target.refuse = new ConflictError("record changed");
+  await rejectsWith(rx.onSeal(seq, wire({ ...r0.seal, commit: order })), ConflictError, /record changed/);
+  assert.equal(target.commits.length, 0);
+  target.refuse = null;
+  const reply = await rx.onSeal(seq, wire({ ...r0.seal, commit: order }));
+  assert.equal(reply.digest, src.digest.toString());
+  assert.deepEqual(reply.committed, { revision: 8, activatedAtMs: 1, digest: src.digest.toString(), gen: 0 });
+  assert.equal(target.commits.length, 1);
+  assert.deepEqual(target.commits[0]!.key, "m-1");
+  const again = await rx.onSeal(seq, wire({ ...r0.seal, commit: order }));
+  assert.deepEqual(again, reply, "a resent seal gets the same answer");
+  assert.equal(target.commits.length, 1, "and is not committed twice");
+});
+
+test("receiver - a commit order on a seal that is not final, or a malformed one, is refused", async () => {
+  const { src, zones } = source();
+  const order = { bucket: "netmig-migrations", key: "m-1", revision: 7, record: new Uint8Array([1]), epoch: 4 };
+  const rx = new RoundReceiver(new SetTarget(), VM);
+  const r0 = fullRound(src, zones, 0, false);
+  let seq = 0;
+  for (const c of r0.chunks) await rx.onChunk(seq++, c);
+  await rejectsWith(rx.onSeal(seq, wire({ ...r0.seal, commit: order })), BadRequestError, /seal.commit is allowed on a final seal only/);
+  const fin = { ...r0.seal, final: true };
+  await rejectsWith(rx.onSeal(seq, wire({ ...fin, commit: { ...order, bucket: "a.b" } })), BadRequestError, /seal.commit.bucket must be a KV bucket name/);
+  await rejectsWith(rx.onSeal(seq, wire({ ...fin, commit: { ...order, revision: 0 } })), BadRequestError, /seal.commit.revision/);
+  await rejectsWith(rx.onSeal(seq, wire({ ...fin, commit: { ...order, record: "x" } })), BadRequestError, /seal.commit.record must be the encoded record/);
+  await rejectsWith(rx.onSeal(seq, wire({ ...fin, commit: { ...order, epoch: undefined } })), BadRequestError, /seal.commit.epoch is required/);
 });
