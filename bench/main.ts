@@ -38,7 +38,7 @@ const quick = args.has("--quick");
 const log = (s: string) => process.stderr.write(`${s}\n`);
 
 const SIZES = quick ? [1_000, 10_000] : [1_000, 10_000, 100_000, 1_000_000];
-const REPS = (n: number) => (quick ? { precopy: 5, stopAndCopy: 3 } : n >= 1_000_000 ? { precopy: 3, stopAndCopy: 2 } : n >= 100_000 ? { precopy: 30, stopAndCopy: 5 } : { precopy: 40, stopAndCopy: 20 });
+const REPS = (n: number) => (quick ? { precopy: 5, stopAndCopy: 3 } : n >= 1_000_000 ? { precopy: 3, stopAndCopy: 2 } : n >= 100_000 ? { precopy: 100, stopAndCopy: 5 } : { precopy: 100, stopAndCopy: 20 });
 const EVAC = quick ? { vms: 10, conntrack: 1000, concurrency: 4 } : { vms: 100, conntrack: 10_000, concurrency: 8 };
 
 async function main(): Promise<Report> {
