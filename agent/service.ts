@@ -205,17 +205,18 @@ export class Agent {
 
   // ------------------------------------------------------------ inventory
 
-  async inventory(): Promise<InventoryReply> {
+  /** `brief`: who is here and in what status, without digests and counts (heartbeats). */
+  async inventory(brief = false): Promise<InventoryReply> {
     const vms: VmInfo[] = [];
     const seen = new Set<string>();
-    for (const v of await this.backend.listVms()) {
+    for (const v of await this.backend.listVms(brief)) {
       seen.add(v.vmId);
       const f = this.epochs.get(v.vmId);
       const info: VmInfo = { vmId: v.vmId, status: v.frozen ? "frozen" : "active", epoch: f?.epoch ?? 0, gen: v.gen, digest: v.digest, counts: v.counts };
       if (v.frozen && f?.frozenBy) info.migrationId = f.frozenBy;
       vms.push(info);
     }
-    for (const s of await this.backend.listStaged()) {
+    for (const s of await this.backend.listStaged(brief)) {
       vms.push({ vmId: s.vmId, status: "staged", epoch: this.epochs.get(s.vmId)?.epoch ?? 0, gen: s.gen, digest: s.digest, counts: s.counts, migrationId: s.stagingId });
     }
     for (const [vmId, f] of this.epochs.all()) {
@@ -238,7 +239,7 @@ export class Agent {
 
   private async heartbeat(): Promise<void> {
     try {
-      const inv = await this.inventory();
+      const inv = await this.inventory(true);
       const vms = inv.vms.map((v) => ({ vmId: v.vmId, status: v.status, epoch: v.epoch, ...(v.migrationId ? { migrationId: v.migrationId } : {}) }));
       this.nc.publish(subjects.heartbeat(this.hostId), encodeReply(true, { hostId: this.hostId, backend: inv.backend, startedAt: this.startedAt, vms }));
     } catch (err) {
@@ -254,7 +255,7 @@ export class Agent {
     this.fence(env, "prepare");
     if (await this.backend.describe(env.vmId)) throw new VmExistsError(`VM ${env.vmId} is already live on host ${this.hostId}`, { vmId: env.vmId, hostId: this.hostId });
     // One migration per VM: anything staged for this VM before is stale.
-    for (const s of await this.backend.listStaged()) if (s.vmId === env.vmId) await this.backend.discard(s.vmId, s.stagingId);
+    for (const s of await this.backend.listStaged(true)) if (s.vmId === env.vmId) await this.backend.discard(s.vmId, s.stagingId);
     for (const [id, r] of this.receivers) if (r.vmId === env.vmId) this.receivers.delete(id);
     this.receivers.set(env.migrationId, { vmId: env.vmId, receiver: new RoundReceiver(this.stageTarget(env.vmId, env.migrationId, env.epoch), env.vmId) });
     this.epochs.update(env.vmId, { releasedBy: undefined });

@@ -87,13 +87,15 @@ export interface Backend {
   /**
    * VMs with live (active or frozen) state on this host. Heartbeats call it,
    * so a backend that must read a dataplane to summarise a VM may answer as
-   * last observed; `describe` is the fresh view.
+   * last observed; `describe` is the fresh view. With `brief` only who is
+   * here matters (vmId, gen, frozen): a backend may leave `digest` "" and
+   * `tables` and `counts` empty rather than compute them.
    */
-  listVms(): Promise<VmSummary[]>;
+  listVms(brief?: boolean): Promise<VmSummary[]>;
   /**
    * One live VM's summary, read now, or null if it has no state here. With
-   * `fresh = false` a backend may answer as last observed (only whether the
-   * VM is here and frozen is needed, not a new read of its dataplane).
+   * `fresh = false` only whether the VM is here and frozen is needed: a
+   * backend may answer as last observed, as briefly as `listVms(true)`.
    */
   describe(vmId: string, fresh?: boolean): Promise<VmSummary | null>;
 
@@ -134,8 +136,8 @@ export interface Backend {
   seal(vmId: string, stagingId: string): Promise<void>;
   /** The staging area's summary, or null if there is none. */
   staged(vmId: string, stagingId: string): Promise<StagedSummary | null>;
-  /** All staging areas on this host (after a restart: the sealed ones). */
-  listStaged(): Promise<StagedSummary[]>;
+  /** All staging areas on this host (after a restart: the sealed ones); `brief` as for `listVms`. */
+  listStaged(brief?: boolean): Promise<StagedSummary[]>;
   /** Makes staged state live: the VM becomes active here. Idempotent. */
   activate(vmId: string, stagingId: string): Promise<VmSummary>;
   /** Drops a staging area. Idempotent. */

@@ -437,3 +437,21 @@ test("memory-backend - read(vm, null, false) does not start tracking", async () 
   assert.equal(frozen.digest, (await b.describe("vm-nt"))!.digest);
   assert.equal(StateDigest.of(readAll(frozen.upserts)).toString(), frozen.digest);
 });
+
+test("memory-backend - brief listings and presence checks leave out digests and counts; full ones carry them", async () => {
+  const b = await backend(null);
+  const state = generateVmState("vm-brief", { conntrack: 200, seed: 9 });
+  await b.write("vm-brief", { upserts: blocksOf(state.tables), deletes: {} }, true);
+  await b.stage("vm-in", "m-1", { vmId: "vm-in", baseGen: null, gen: 1, upserts: blocksOf(generateVmState("vm-in", { conntrack: 10, seed: 2 }).tables), deletes: {} }, { srcPortZones: {} });
+  const [full] = await b.listVms();
+  const [brief] = await b.listVms(true);
+  assert.equal(full!.digest, StateDigest.of(state.tables).toString());
+  assert.equal(full!.counts.conntrack, 200);
+  assert.deepEqual(brief, { vmId: "vm-brief", gen: full!.gen, digest: "", tables: {}, counts: {}, frozen: false });
+  assert.deepEqual(await b.describe("vm-brief", false), brief, "describe without a fresh read is as brief");
+  assert.deepEqual(await b.describe("vm-brief"), full);
+  const [stagedBrief] = await b.listStaged(true);
+  assert.equal(stagedBrief!.stagingId, "m-1");
+  assert.equal(stagedBrief!.digest, "");
+  assert.notEqual((await b.listStaged())[0]!.digest, "");
+});
