@@ -455,3 +455,29 @@ test("memory-backend - brief listings and presence checks leave out digests and 
   assert.equal(stagedBrief!.digest, "");
   assert.notEqual((await b.listStaged())[0]!.digest, "");
 });
+
+test("memory-backend - churn skips a frozen VM instead of building changes the write path refuses", async () => {
+  const b = await backend(null, { churn: { rowsPerSec: 2000, tickMs: 5 } });
+  await b.write("vm-churn", { upserts: blocksOf(generateVmState("vm-churn", { conntrack: 500, seed: 4 }).tables), deletes: {} }, true);
+  // Count the churn's writes (it writes through the backend's write path).
+  let writes = 0;
+  const inner = b as unknown as { writeSync: (...a: unknown[]) => unknown };
+  const writeSync = inner.writeSync.bind(b);
+  inner.writeSync = (...a: unknown[]) => {
+    writes++;
+    return writeSync(...a);
+  };
+  const wait = (ms: number) => new Promise((r) => setTimeout(r, ms));
+  const deadline = Date.now() + 5000;
+  while (writes === 0 && Date.now() < deadline) await wait(5);
+  assert.ok(writes > 0, "churn writes while the VM is live");
+  await b.setFrozen("vm-churn", true);
+  const gen = (await b.describe("vm-churn"))!.gen;
+  writes = 0;
+  await wait(100);
+  assert.equal(writes, 0, "no churn write attempted while frozen");
+  assert.equal((await b.describe("vm-churn"))!.gen, gen);
+  await b.setFrozen("vm-churn", false);
+  while (writes === 0 && Date.now() < deadline + 5000) await wait(5);
+  assert.ok(writes > 0, "churn resumes after the thaw");
+});

@@ -129,7 +129,12 @@ export class MemoryBackend implements Backend {
     const l: Live = { set, frozen, file, stopChurn: null };
     this.live.set(vmId, l);
     if (this.opts.churn) {
-      l.stopChurn = startChurn((c) => void this.writeSync(vmId, c, false), () => this.live.get(vmId)?.set, this.opts.churn, (e) => this.opts.onChurnError?.(e));
+      // A frozen VM is skipped, not just refused: a tick would build its change inside a freeze window for nothing.
+      const churning = () => {
+        const cur = this.live.get(vmId);
+        return cur && !cur.frozen ? cur.set : undefined;
+      };
+      l.stopChurn = startChurn((c) => void this.writeSync(vmId, c, false), churning, this.opts.churn, (e) => this.opts.onChurnError?.(e));
     }
     return l;
   }

@@ -2,7 +2,8 @@
  * A churn generator for demos and benchmarks: changes a share of a VM's live
  * state every tick, the way a busy VM does — conntrack entries age, change
  * state, close and open; MACs are relearned. Writes go through the backend's
- * normal write path, so a frozen VM stops churning by itself.
+ * normal write path (which refuses them while the VM is frozen); ticks that
+ * find no set to change (the VM gone or frozen) do nothing.
  */
 import type { ConntrackRow, FdbRow } from "../../../protocol/state/tables.js";
 import { keyOf } from "../../../protocol/state/tables.js";
@@ -82,7 +83,7 @@ export function churnChange(set: TableSet, n: number, ctKeys: KeySample, fdbKeys
   return change;
 }
 
-/** Runs churn on a VM until stopped; write errors other than "migrating" are reported once. */
+/** Runs churn on a VM until stopped (`set` undefined: skip the tick); write errors other than "migrating" are reported once. */
 export function startChurn(write: (change: Change) => void, set: () => TableSet | undefined, opts: ChurnOptions, onError: (e: unknown) => void): () => void {
   const tickMs = opts.tickMs ?? 100;
   let carry = 0;
