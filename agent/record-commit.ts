@@ -24,6 +24,15 @@ export class RecordCommitter {
 
   constructor(private readonly nc: NatsConnection) {}
 
+  /**
+   * Binds the bucket ahead of the first commit (no request to the server),
+   * so loading and compiling the KV client is not done inside a freeze
+   * window.
+   */
+  warm(bucket: string): void {
+    void this.bucket(bucket).catch(() => undefined);
+  }
+
   /** Writes the order's record; resolves to its new revision. */
   async commit(order: CommitOrder, context: ErrorContext): Promise<number> {
     const kv = await this.bucket(order.bucket);

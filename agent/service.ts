@@ -22,7 +22,7 @@ import { encodeReply } from "../protocol/rpc.js";
 import { StateDigest } from "../protocol/state/digest.js";
 import { checkVmId } from "../protocol/state/document.js";
 import { isTableName } from "../protocol/state/tables.js";
-import { checkHostId, CHUNK_OP, FINAL_CHUNK_OP, subjects } from "../protocol/subjects.js";
+import { checkHostId, CHUNK_OP, FINAL_CHUNK_OP, KV_BUCKETS, subjects } from "../protocol/subjects.js";
 import { RoundReceiver, type StageTarget } from "../protocol/transfer/receiver.js";
 import { sendRound } from "../protocol/transfer/sender.js";
 import type { Backend, Change } from "./backends/backend.js";
@@ -85,6 +85,7 @@ export class Agent {
 
   async start(): Promise<void> {
     await this.backend.start();
+    this.committer.warm(KV_BUCKETS.migrations);
     this.sub = this.nc.subscribe(subjects.agentAll(this.hostId), { callback: (err, msg) => (err ? this.log.error({ err }, "subscription error") : this.onMessage(msg)) });
     const hb = this.opts.heartbeatMs ?? 1000;
     this.hbTimer = setInterval(() => void this.heartbeat(), hb);

@@ -1,11 +1,12 @@
 /**
  * The coordinator's durable journal in JetStream KV: migration records
  * (bucket netmig-migrations, key = migration id) and VM ownership (bucket
- * netmig-vms, key = VM id). Every write is a compare-and-set on the
+ * netmig-vms, key = VM id; names in protocol/subjects.ts). Every write is a compare-and-set on the
  * revision that was read; a lost race surfaces as a ConflictError.
  */
 import type { KV, NatsConnection } from "nats";
 import { ConflictError } from "../protocol/errors.js";
+import { KV_BUCKETS } from "../protocol/subjects.js";
 import { encodeRecord, parseMigrationRecord, parseVmRecord, type MigrationRecord, type VmRecord } from "./record.js";
 
 export interface Versioned<T> {
@@ -23,8 +24,6 @@ export interface Unreadable {
 export interface JournalOptions {
   /** KV replicas (3 on a JetStream cluster). Default 1. */
   replicas?: number;
-  /** Bucket name prefix. Default "netmig". */
-  prefix?: string;
 }
 
 export class Journal {
@@ -33,11 +32,10 @@ export class Journal {
 
   static async open(nc: NatsConnection, opts: JournalOptions = {}): Promise<Journal> {
     const js = nc.jetstream();
-    const prefix = opts.prefix ?? "netmig";
     const cfg = { history: 5, replicas: opts.replicas ?? 1 };
-    const migrations = await js.views.kv(`${prefix}-migrations`, cfg);
-    const vms = await js.views.kv(`${prefix}-vms`, cfg);
-    return new Journal(migrations, vms, `${prefix}-migrations`);
+    const migrations = await js.views.kv(KV_BUCKETS.migrations, cfg);
+    const vms = await js.views.kv(KV_BUCKETS.vms, cfg);
+    return new Journal(migrations, vms, KV_BUCKETS.migrations);
   }
 
   // ---------------------------------------------------------------- migrations

@@ -14,6 +14,13 @@ import type { AgentOp } from "./agent-api.js";
 
 export const SUBJECT_PREFIX = "netmig.v1";
 
+/**
+ * The JetStream KV buckets: migration records (the coordinator's; a
+ * destination writes the commit there, see agent/record-commit.ts) and VM
+ * ownership.
+ */
+export const KV_BUCKETS = { migrations: "netmig-migrations", vms: "netmig-vms" } as const;
+
 /** The last subject token of bulk chunks and of final-round chunks. */
 export const CHUNK_OP = "chunk";
 export const FINAL_CHUNK_OP = "chunk-final";
