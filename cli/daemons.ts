@@ -1,12 +1,15 @@
 /**
  * Runs the netmig daemons (agent, coordinator) with their NATS connections,
- * for `netmig agent`, `netmig coordinator` and the in-process demo.
+ * for `netmig agent`, `netmig coordinator` and the in-process demo. The
+ * coordinator's modules (gRPC among them) are loaded by `runCoordinator`
+ * only: an agent process does not carry them (a smaller heap is a shorter
+ * major collection, and those land in freeze windows).
  */
 import { connect, type NatsConnection } from "nats";
 import { Agent } from "../agent/service.js";
 import { createBackend, type BackendConfig } from "../agent/backends/index.js";
-import { Coordinator } from "../coordinator/service.js";
-import { startGrpcServer, type GrpcServerHandle, type GrpcTlsOptions } from "../coordinator/grpc/server.js";
+import type { Coordinator } from "../coordinator/service.js";
+import type { GrpcServerHandle, GrpcTlsOptions } from "../coordinator/grpc/server.js";
 import { createLogger, type Logger } from "../protocol/log.js";
 import type { MigrationOptions } from "../coordinator/record.js";
 import { AGENT_NODE_FLAGS, missingAgentFlags } from "./node-flags.js";
@@ -72,6 +75,7 @@ export interface CoordinatorDaemonOptions {
 }
 
 export async function runCoordinator(o: CoordinatorDaemonOptions): Promise<Daemon<Coordinator> & { grpc: GrpcServerHandle }> {
+  const [{ Coordinator }, { startGrpcServer }] = await Promise.all([import("../coordinator/service.js"), import("../coordinator/grpc/server.js")]);
   const log = o.logger ?? createLogger("coordinator", { id: o.id });
   const nc = await connectNats(o.natsUrl, `netmig-coordinator-${o.id}`, log);
   const coordinator = new Coordinator({

@@ -5,13 +5,8 @@
  */
 import { parseArgs } from "node:util";
 import { NetmigError } from "../protocol/errors.js";
+import type { MigrationServiceClient } from "../proto/gen/netmig/v1/MigrationService.js";
 import type { Flags } from "./args.js";
-import { createClient } from "./client.js";
-import { agentCommand, agentFlags, coordinatorCommand, coordinatorFlags } from "./commands/daemons.js";
-import { demoCommand, demoFlags } from "./commands/demo.js";
-import { cancelCommand, hostsCommand, listCommand, listFlags, statusCommand, vmCommand, vmFlags } from "./commands/inspect.js";
-import { evacuateCommand, evacuateFlags, migrateCommand, migrateFlags, watchCommand } from "./commands/migrate.js";
-import { scenarioCommand, scenarioFlags } from "./commands/scenario.js";
 
 const USAGE = `netmig — moves a VM's network state with it when it live-migrates
 
@@ -49,9 +44,74 @@ Add --json for machine-readable output.`;
 
 const common = { json: { type: "boolean" }, coordinator: { type: "string" }, help: { type: "boolean", short: "h" }, "tls-ca": { type: "string" }, "tls-cert": { type: "string" }, "tls-key": { type: "string" } } as const;
 
-const FLAGS: Record<string, object> = {
-  agent: agentFlags, coordinator: coordinatorFlags, migrate: migrateFlags, evacuate: evacuateFlags, list: listFlags, vm: vmFlags, demo: demoFlags,
-  scenario: scenarioFlags,
+/** What running one command needs. */
+interface Run {
+  flags: Flags;
+  positionals: string[];
+  json: boolean;
+  client: () => Promise<MigrationServiceClient>;
+  arg: (i: number, usage: string) => string;
+}
+
+interface Command {
+  flags?: object;
+  /** The exit code; -1: a daemon is running, and it exits on a signal. */
+  run(r: Run): Promise<number>;
+}
+
+/**
+ * Each command's module is loaded when that command runs, so `netmig agent`
+ * loads no gRPC and no coordinator (its heap stays small: see cli/daemons.ts).
+ */
+const COMMANDS: Record<string, () => Promise<Command>> = {
+  agent: async () => {
+    const m = await import("./commands/daemons.js");
+    return { flags: m.agentFlags, run: async (r) => (await m.agentCommand(r.flags), -1) };
+  },
+  coordinator: async () => {
+    const m = await import("./commands/daemons.js");
+    return { flags: m.coordinatorFlags, run: async (r) => (await m.coordinatorCommand(r.flags), -1) };
+  },
+  demo: async () => {
+    const m = await import("./commands/demo.js");
+    return { flags: m.demoFlags, run: (r) => m.demoCommand(r.flags) };
+  },
+  scenario: async () => {
+    const m = await import("./commands/scenario.js");
+    return { flags: m.scenarioFlags, run: async (r) => m.scenarioCommand(await r.client(), r.flags, r.json) };
+  },
+  migrate: async () => {
+    const m = await import("./commands/migrate.js");
+    return { flags: m.migrateFlags, run: async (r) => m.migrateCommand(await r.client(), r.arg(0, "migrate <vm> --to <host>"), r.flags, r.json) };
+  },
+  watch: async () => {
+    const m = await import("./commands/migrate.js");
+    return { run: async (r) => m.watchCommand(await r.client(), r.arg(0, "watch <migration-id>"), r.json) };
+  },
+  evacuate: async () => {
+    const m = await import("./commands/migrate.js");
+    return { flags: m.evacuateFlags, run: async (r) => m.evacuateCommand(await r.client(), r.arg(0, "evacuate <host>"), r.flags, r.json) };
+  },
+  status: async () => {
+    const m = await import("./commands/inspect.js");
+    return { run: async (r) => m.statusCommand(await r.client(), r.arg(0, "status <migration-id>"), r.json) };
+  },
+  cancel: async () => {
+    const m = await import("./commands/inspect.js");
+    return { run: async (r) => m.cancelCommand(await r.client(), r.arg(0, "cancel <migration-id>"), r.json) };
+  },
+  list: async () => {
+    const m = await import("./commands/inspect.js");
+    return { flags: m.listFlags, run: async (r) => m.listCommand(await r.client(), r.flags, r.json) };
+  },
+  hosts: async () => {
+    const m = await import("./commands/inspect.js");
+    return { run: async (r) => m.hostsCommand(await r.client(), r.json) };
+  },
+  vm: async () => {
+    const m = await import("./commands/inspect.js");
+    return { flags: m.vmFlags, run: async (r) => m.vmCommand(await r.client(), r.positionals[0], r.positionals[1], r.flags, r.json) };
+  },
 };
 
 async function main(argv: string[]): Promise<number> {
@@ -65,15 +125,20 @@ async function main(argv: string[]): Promise<number> {
     const { hookCommand } = await import("./hook/command.js");
     return hookCommand(rest);
   }
-  const spec = { ...common, ...(FLAGS[cmd] ?? {}) } as Parameters<typeof parseArgs>[0] extends infer P ? P extends { options?: infer O } ? O : never : never;
+  const load = COMMANDS[cmd];
+  if (!load) {
+    console.error(`netmig: unknown command "${cmd}"\n\n${USAGE}`);
+    return 2;
+  }
+  const command = await load();
+  const spec = { ...common, ...(command.flags ?? {}) } as Parameters<typeof parseArgs>[0] extends infer P ? P extends { options?: infer O } ? O : never : never;
   const { values, positionals } = parseArgs({ args: rest, options: spec, allowPositionals: true, strict: true });
   const flags = values as Flags;
   if (flags.help) {
     console.log(USAGE);
     return 0;
   }
-  const json = flags.json === true;
-  const client = () => createClient({
+  const client = async () => (await import("./client.js")).createClient({
     ...(typeof flags.coordinator === "string" ? { address: flags.coordinator } : {}),
     ...(typeof flags["tls-ca"] === "string" ? { caFile: flags["tls-ca"] } : {}),
     ...(typeof flags["tls-cert"] === "string" ? { certFile: flags["tls-cert"] } : {}),
@@ -84,23 +149,7 @@ async function main(argv: string[]): Promise<number> {
     if (!v) throw new NetmigError("BAD_REQUEST", `usage: netmig ${usage}`);
     return v;
   };
-  switch (cmd) {
-    case "agent": await agentCommand(flags); return -1;
-    case "coordinator": await coordinatorCommand(flags); return -1;
-    case "demo": return demoCommand(flags);
-    case "scenario": return scenarioCommand(client(), flags, json);
-    case "migrate": return migrateCommand(client(), arg(0, "migrate <vm> --to <host>"), flags, json);
-    case "watch": return watchCommand(client(), arg(0, "watch <migration-id>"), json);
-    case "status": return statusCommand(client(), arg(0, "status <migration-id>"), json);
-    case "cancel": return cancelCommand(client(), arg(0, "cancel <migration-id>"), json);
-    case "list": return listCommand(client(), flags, json);
-    case "hosts": return hostsCommand(client(), json);
-    case "evacuate": return evacuateCommand(client(), arg(0, "evacuate <host>"), flags, json);
-    case "vm": return vmCommand(client(), positionals[0], positionals[1], flags, json);
-    default:
-      console.error(`netmig: unknown command "${cmd}"\n\n${USAGE}`);
-      return 2;
-  }
+  return command.run({ flags, positionals, json: flags.json === true, client, arg });
 }
 
 main(process.argv.slice(2)).then(
