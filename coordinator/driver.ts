@@ -342,7 +342,8 @@ export class MigrationDriver {
     const now = Date.now();
     const history = [...r.history, { phase: Phase.Transferred, atMs: now, note: "final round sealed, digests match" }];
     // nextRound counts the final round it is handed down with.
-    return this.nextRecord({ phase: Phase.Committed, history, nextRound: r.nextRound + 1 }, `committed by ${r.dst} on the final seal: owner ${r.dst}, epoch ${r.epoch + 1}`, now);
+    // Its srcDigest would be the last pre-copy round's, not the final one's (see Progress.srcDigest).
+    return this.nextRecord({ phase: Phase.Committed, history, nextRound: r.nextRound + 1, progress: { ...r.progress, srcDigest: "" } }, `committed by ${r.dst} on the final seal: owner ${r.dst}, epoch ${r.epoch + 1}`, now);
   }
 
   /**

@@ -34,6 +34,12 @@ export interface Progress {
   stateFrozenMs: number;
   precopyMs: number;
   totalMs: number;
+  /**
+   * The source's digest at its last round. Empty in a record the destination
+   * committed until the coordinator hears the final round's digest (the
+   * destination checked it before committing; a coordinator that recovers
+   * the migration never hears it).
+   */
   srcDigest: string;
   dstDigest: string;
 }
