@@ -403,6 +403,7 @@ export class MigrationDriver {
     for (;;) {
       try {
         if (r().phase === Phase.Committed) {
+          if (r().progress.srcDigest === "") await this.learnSourceDigest();
           let act;
           try {
             act = await this.deps.agents.activate(this.target("dst", newEpoch));
@@ -414,6 +415,7 @@ export class MigrationDriver {
             act = await this.deps.agents.activate(this.target("dst", newEpoch));
           }
           await this.save({ phase: Phase.Activated, progress: this.progress({ dstDigest: act.digest }) }, `active on ${r().dst} (rolled forward)`);
+          if (r().progress.srcDigest !== "" && act.digest !== r().progress.srcDigest) this.deps.log.error({ migrationId: this.id, src: r().progress.srcDigest, dst: act.digest }, "activated digest differs from the source's");
         }
         if (r().phase === Phase.Activated) {
           await this.setOwner(r().dst, newEpoch, r().id);
@@ -436,6 +438,21 @@ export class MigrationDriver {
         await this.sleep(delay);
         delay = Math.min(5000, delay * 2);
       }
+    }
+  }
+
+  /**
+   * A record the destination committed carries no source digest (see
+   * Progress.srcDigest); until it is released, the frozen source still
+   * holds the state, so its digest is asked for there. Best effort: left
+   * empty if the source does not answer or no longer holds the VM frozen.
+   */
+  private async learnSourceDigest(): Promise<void> {
+    try {
+      const d = await this.deps.agents.describe(this.target("src"));
+      if (d.status === "frozen") this.rec.value = { ...this.rec.value, progress: { ...this.rec.value.progress, srcDigest: d.digest } };
+    } catch {
+      // Reported as unknown.
     }
   }
 

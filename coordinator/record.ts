@@ -37,8 +37,8 @@ export interface Progress {
   /**
    * The source's digest at its last round. Empty in a record the destination
    * committed until the coordinator hears the final round's digest (the
-   * destination checked it before committing; a coordinator that recovers
-   * the migration never hears it).
+   * destination checked it before committing); a coordinator that rolls
+   * such a record forward asks the frozen source instead.
    */
   srcDigest: string;
   dstDigest: string;
