@@ -286,13 +286,13 @@ export class Agent {
   /**
    * A final seal's commit order: the record's compare-and-set first, and the
    * staged state goes live only if it was written (see record-commit.ts).
+   * The receiver calls it once the round is sealed, on a chunk already
+   * fenced by epoch: neither is checked again here, in the freeze window.
    */
   private async commitAndActivate(vmId: string, migrationId: string, epoch: number, order: CommitOrder): Promise<CommitResult> {
     const context = { vmId, migrationId, hostId: this.hostId };
     if (order.key !== migrationId) throw new BadRequestError(`commit order for migration ${order.key} arrived with migration ${migrationId}`, context);
     if (order.epoch !== epoch + 1) throw new BadRequestError(`commit order activates at epoch ${order.epoch}, but migration ${migrationId} moves the VM from epoch ${epoch}`, context);
-    this.epochs.check(vmId, epoch, "commit", this.hostId);
-    if (!(await this.backend.staged(vmId, migrationId))?.sealed) throw new NotStagedError(`VM ${vmId} has no sealed staged state for migration ${migrationId} on host ${this.hostId}`, context);
     const revision = await this.committer.commit(order, context);
     if (COMMIT_DELAY_MS > 0) await new Promise((r) => setTimeout(r, COMMIT_DELAY_MS));
     const a = await this.activateStaged(vmId, migrationId, order.epoch);
