@@ -27,15 +27,14 @@ export interface JournalOptions {
 }
 
 export class Journal {
-  /** `migrationsBucket`: the KV bucket of migration records (a destination commits there; see agent/record-commit.ts). */
-  private constructor(private readonly migrations: KV, private readonly vms: KV, readonly migrationsBucket: string) {}
+  private constructor(private readonly migrations: KV, private readonly vms: KV) {}
 
   static async open(nc: NatsConnection, opts: JournalOptions = {}): Promise<Journal> {
     const js = nc.jetstream();
     const cfg = { history: 5, replicas: opts.replicas ?? 1 };
     const migrations = await js.views.kv(KV_BUCKETS.migrations, cfg);
     const vms = await js.views.kv(KV_BUCKETS.vms, cfg);
-    return new Journal(migrations, vms, KV_BUCKETS.migrations);
+    return new Journal(migrations, vms);
   }
 
   // ---------------------------------------------------------------- migrations
