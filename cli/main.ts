@@ -63,55 +63,22 @@ interface Command {
  * Each command's module is loaded when that command runs, so `netmig agent`
  * loads no gRPC and no coordinator (its heap stays small: see cli/daemons.ts).
  */
+const daemons = () => import("./commands/daemons.js");
+const migrate = () => import("./commands/migrate.js");
+const inspect = () => import("./commands/inspect.js");
 const COMMANDS: Record<string, () => Promise<Command>> = {
-  agent: async () => {
-    const m = await import("./commands/daemons.js");
-    return { flags: m.agentFlags, run: async (r) => (await m.agentCommand(r.flags), -1) };
-  },
-  coordinator: async () => {
-    const m = await import("./commands/daemons.js");
-    return { flags: m.coordinatorFlags, run: async (r) => (await m.coordinatorCommand(r.flags), -1) };
-  },
-  demo: async () => {
-    const m = await import("./commands/demo.js");
-    return { flags: m.demoFlags, run: (r) => m.demoCommand(r.flags) };
-  },
-  scenario: async () => {
-    const m = await import("./commands/scenario.js");
-    return { flags: m.scenarioFlags, run: async (r) => m.scenarioCommand(await r.client(), r.flags, r.json) };
-  },
-  migrate: async () => {
-    const m = await import("./commands/migrate.js");
-    return { flags: m.migrateFlags, run: async (r) => m.migrateCommand(await r.client(), r.arg(0, "migrate <vm> --to <host>"), r.flags, r.json) };
-  },
-  watch: async () => {
-    const m = await import("./commands/migrate.js");
-    return { run: async (r) => m.watchCommand(await r.client(), r.arg(0, "watch <migration-id>"), r.json) };
-  },
-  evacuate: async () => {
-    const m = await import("./commands/migrate.js");
-    return { flags: m.evacuateFlags, run: async (r) => m.evacuateCommand(await r.client(), r.arg(0, "evacuate <host>"), r.flags, r.json) };
-  },
-  status: async () => {
-    const m = await import("./commands/inspect.js");
-    return { run: async (r) => m.statusCommand(await r.client(), r.arg(0, "status <migration-id>"), r.json) };
-  },
-  cancel: async () => {
-    const m = await import("./commands/inspect.js");
-    return { run: async (r) => m.cancelCommand(await r.client(), r.arg(0, "cancel <migration-id>"), r.json) };
-  },
-  list: async () => {
-    const m = await import("./commands/inspect.js");
-    return { flags: m.listFlags, run: async (r) => m.listCommand(await r.client(), r.flags, r.json) };
-  },
-  hosts: async () => {
-    const m = await import("./commands/inspect.js");
-    return { run: async (r) => m.hostsCommand(await r.client(), r.json) };
-  },
-  vm: async () => {
-    const m = await import("./commands/inspect.js");
-    return { flags: m.vmFlags, run: async (r) => m.vmCommand(await r.client(), r.positionals[0], r.positionals[1], r.flags, r.json) };
-  },
+  agent: () => daemons().then((m) => ({ flags: m.agentFlags, run: async (r) => (await m.agentCommand(r.flags), -1) })),
+  coordinator: () => daemons().then((m) => ({ flags: m.coordinatorFlags, run: async (r) => (await m.coordinatorCommand(r.flags), -1) })),
+  demo: () => import("./commands/demo.js").then((m) => ({ flags: m.demoFlags, run: (r) => m.demoCommand(r.flags) })),
+  scenario: () => import("./commands/scenario.js").then((m) => ({ flags: m.scenarioFlags, run: async (r) => m.scenarioCommand(await r.client(), r.flags, r.json) })),
+  migrate: () => migrate().then((m) => ({ flags: m.migrateFlags, run: async (r) => m.migrateCommand(await r.client(), r.arg(0, "migrate <vm> --to <host>"), r.flags, r.json) })),
+  watch: () => migrate().then((m) => ({ run: async (r) => m.watchCommand(await r.client(), r.arg(0, "watch <migration-id>"), r.json) })),
+  evacuate: () => migrate().then((m) => ({ flags: m.evacuateFlags, run: async (r) => m.evacuateCommand(await r.client(), r.arg(0, "evacuate <host>"), r.flags, r.json) })),
+  status: () => inspect().then((m) => ({ run: async (r) => m.statusCommand(await r.client(), r.arg(0, "status <migration-id>"), r.json) })),
+  cancel: () => inspect().then((m) => ({ run: async (r) => m.cancelCommand(await r.client(), r.arg(0, "cancel <migration-id>"), r.json) })),
+  list: () => inspect().then((m) => ({ flags: m.listFlags, run: async (r) => m.listCommand(await r.client(), r.flags, r.json) })),
+  hosts: () => inspect().then((m) => ({ run: async (r) => m.hostsCommand(await r.client(), r.json) })),
+  vm: () => inspect().then((m) => ({ flags: m.vmFlags, run: async (r) => m.vmCommand(await r.client(), r.positionals[0], r.positionals[1], r.flags, r.json) })),
 };
 
 async function main(argv: string[]): Promise<number> {
