@@ -26,6 +26,7 @@ import { checkHostId, CHUNK_OP, FINAL_CHUNK_OP, KV_BUCKETS, subjects } from "../
 import { RoundReceiver, type StageTarget } from "../protocol/transfer/receiver.js";
 import { sendRound } from "../protocol/transfer/sender.js";
 import type { Backend, Change } from "./backends/backend.js";
+import { DEFAULT_COLLECT_AFTER_ROUND_BYTES, RoundCollector } from "./collector.js";
 import { EpochStore } from "./epochs.js";
 import { RecordCommitter } from "./record-commit.js";
 
@@ -40,6 +41,8 @@ export interface AgentOptions {
   heartbeatMs?: number;
   /** Largest message accepted, bytes. Default 8 MiB. */
   maxMessageBytes?: number;
+  /** Pre-copy rounds of at least this many bytes end with a major garbage collection (collector.ts); 0: never. Default 2 MiB. */
+  collectAfterRoundBytes?: number;
 }
 
 /**
@@ -63,7 +66,9 @@ export class Agent {
   private readonly log: Logger;
   private readonly epochs: EpochStore;
   private readonly committer: RecordCommitter;
-  private readonly receivers = new Map<string, { vmId: string; receiver: RoundReceiver }>();
+  /** Receiving migrations; `roundBytes`: chunk bytes of the round in progress. */
+  private readonly receivers = new Map<string, { vmId: string; receiver: RoundReceiver; roundBytes: number }>();
+  private readonly collector: RoundCollector;
   private readonly queues = new Map<string, Promise<unknown>>();
   /** Bulk chunks not yet taken (see onMessage). */
   private readonly bulk: Msg[] = [];
@@ -81,6 +86,7 @@ export class Agent {
     this.log = opts.logger;
     this.epochs = new EpochStore(opts.stateDir);
     this.committer = new RecordCommitter(opts.nc);
+    this.collector = new RoundCollector(opts.collectAfterRoundBytes ?? DEFAULT_COLLECT_AFTER_ROUND_BYTES);
   }
 
   async start(): Promise<void> {
@@ -159,7 +165,7 @@ export class Agent {
     let began = 0;
     const run = prev.then(() => {
       began = performance.now();
-      return this.handle(op, env);
+      return this.handle(op, env, msg.data.byteLength);
     }).then(
       (result) => {
         msg.respond(encodeReply(true, result));
@@ -181,13 +187,13 @@ export class Agent {
     if (msg.reply) msg.respond(encodeReply(false, e.toWire()));
   }
 
-  private handle(op: string, env: Envelope): Promise<unknown> {
+  private handle(op: string, env: Envelope, bytes: number): Promise<unknown> {
     switch (op) {
       case AgentOp.inventory: return this.inventory();
       case AgentOp.describe: return this.describe(env.vmId);
       case AgentOp.prepare: return this.prepare(env);
       case CHUNK_OP:
-      case FINAL_CHUNK_OP: return this.chunk(env);
+      case FINAL_CHUNK_OP: return this.chunk(env, bytes);
       case AgentOp.transfer: return this.transfer(env);
       case AgentOp.freeze: return this.freeze(env);
       case AgentOp.thaw: return this.thaw(env);
@@ -258,7 +264,7 @@ export class Agent {
     // One migration per VM: anything staged for this VM before is stale.
     for (const s of await this.backend.listStaged(true)) if (s.vmId === env.vmId) await this.backend.discard(s.vmId, s.stagingId);
     for (const [id, r] of this.receivers) if (r.vmId === env.vmId) this.receivers.delete(id);
-    this.receivers.set(env.migrationId, { vmId: env.vmId, receiver: new RoundReceiver(this.stageTarget(env.vmId, env.migrationId, env.epoch), env.vmId) });
+    this.receivers.set(env.migrationId, { vmId: env.vmId, receiver: new RoundReceiver(this.stageTarget(env.vmId, env.migrationId, env.epoch), env.vmId), roundBytes: 0 });
     this.epochs.update(env.vmId, { releasedBy: undefined });
     return { ok: true };
   }
@@ -299,13 +305,26 @@ export class Agent {
     return { revision, ...a };
   }
 
-  private async chunk(env: Envelope): Promise<unknown> {
+  private async chunk(env: Envelope, bytes: number): Promise<unknown> {
     this.fence(env, env.kind);
     const r = this.receivers.get(env.migrationId);
     if (!r || r.vmId !== env.vmId) {
       throw new NotStagedError(`host ${this.hostId} is not receiving migration ${env.migrationId} of VM ${env.vmId} (prepare first)`, { vmId: env.vmId, migrationId: env.migrationId });
     }
-    return r.receiver.onMessage(env.kind, env.seq, env.body);
+    const sealed = r.receiver.sealedRounds;
+    r.roundBytes += bytes;
+    const reply = await r.receiver.onMessage(env.kind, env.seq, env.body);
+    if (r.receiver.sealedRounds > sealed) {
+      this.afterRound(env, r.roundBytes, r.receiver.finalSealed, "received");
+      r.roundBytes = 0;
+    }
+    return reply;
+  }
+
+  /** A round sent or received is complete, its answer not sent yet: the moment for a collection (collector.ts). */
+  private afterRound(env: Envelope, bytes: number, final: boolean, how: "sent" | "received"): void {
+    const pauseMs = this.collector.afterRound(bytes, final);
+    if (pauseMs !== null) this.log.debug({ vmId: env.vmId, migrationId: env.migrationId, how, bytes, pauseMs: +pauseMs.toFixed(2) }, "collected garbage after a pre-copy round");
   }
 
   private activate(env: Envelope): Promise<ActivateReply> {
@@ -360,6 +379,7 @@ export class Agent {
       round: req.round, seqBase: req.round * ROUND_SEQ_SPAN, final: req.final, digest: read.digest, tables: read.tables, zones,
       ...(req.commit ? { commit: req.commit } : {}), ...(req.maxChunkBytes ? { maxChunkBytes: req.maxChunkBytes } : {}), ...(req.window ? { window: req.window } : {}), ...(req.timeoutMs ? { timeoutMs: req.timeoutMs } : {}),
     });
+    this.afterRound(env, sent.bytes, req.final, "sent");
     return {
       baseGen: read.baseGen, gen: read.gen, rows: sent.rows, bytes: sent.bytes, chunks: sent.chunks, durationMs: sent.durationMs, digest: read.digest,
       ...(frozenAtMs !== undefined ? { frozenAtMs } : {}), ...(sent.seal.committed ? { committed: sent.seal.committed } : {}),

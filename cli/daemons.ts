@@ -37,6 +37,8 @@ export interface AgentDaemonOptions {
   checkNodeFlags?: boolean;
   /** Largest message the agent accepts, bytes. Default 8 MiB. */
   maxMessageBytes?: number;
+  /** A major garbage collection after each pre-copy round of at least this many bytes (agent/collector.ts); 0: never. Default 2 MiB. */
+  collectAfterRoundBytes?: number;
   logger?: Logger;
 }
 
@@ -51,7 +53,7 @@ export async function runAgent(o: AgentDaemonOptions): Promise<Daemon<Agent>> {
   const log = o.logger ?? createLogger("agent", { hostId: o.hostId });
   const nc = await connectNats(o.natsUrl, `netmig-agent-${o.hostId}`, log);
   const backend = createBackend(o.backend);
-  const agent = new Agent({ hostId: o.hostId, nc, backend, stateDir: o.stateDir, logger: log, ...(o.heartbeatMs ? { heartbeatMs: o.heartbeatMs } : {}), ...(o.maxMessageBytes ? { maxMessageBytes: o.maxMessageBytes } : {}) });
+  const agent = new Agent({ hostId: o.hostId, nc, backend, stateDir: o.stateDir, logger: log, ...(o.heartbeatMs ? { heartbeatMs: o.heartbeatMs } : {}), ...(o.maxMessageBytes ? { maxMessageBytes: o.maxMessageBytes } : {}), ...(o.collectAfterRoundBytes !== undefined ? { collectAfterRoundBytes: o.collectAfterRoundBytes } : {}) });
   await agent.start();
   const missing = o.checkNodeFlags ? missingAgentFlags() : [];
   if (missing.length) log.info({ flags: missing }, `running without the agent's Node flags (NODE_OPTIONS="${AGENT_NODE_FLAGS.join(" ")}"): more memory held between collections; see docs/operations.md`);

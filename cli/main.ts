@@ -12,6 +12,7 @@ const USAGE = `netmig — moves a VM's network state with it when it live-migrat
 
 daemons
   netmig agent --host-id <id> [--nats <url>] [--state-dir <dir>] [--backend memory|ovs|conntrack]
+                [--heartbeat-ms <ms>] [--gc-after-round-kib <KiB, 0: never; default 2048>]
       memory:    [--churn <entries/s|N%>] [--first-zone <n>]
       ovs:       [--ovsdb <unix socket>] [--ovs-rundir <dir>] [--vswitchd-ctl <socket>] [--bridge br-int]
                  [--vm-id-key vm-id] [--iface-id-key iface-id] [--mac-key attached-mac] [--zone-key ct-zone]

@@ -11,7 +11,7 @@ import { backendConfigFromFlags, backendFlags } from "./agent-backend.js";
 
 export const agentFlags = {
   "host-id": { type: "string" }, nats: { type: "string" }, "state-dir": { type: "string" },
-  "heartbeat-ms": { type: "string" }, churn: { type: "string" }, "first-zone": { type: "string" },
+  "heartbeat-ms": { type: "string" }, churn: { type: "string" }, "first-zone": { type: "string" }, "gc-after-round-kib": { type: "string" },
   ...backendFlags,
 } as const;
 
@@ -29,6 +29,7 @@ export async function agentCommand(flags: Flags): Promise<void> {
   const d = await runAgent({
     hostId, natsUrl: str(flags, "nats", "nats://127.0.0.1:4222"), stateDir, backend, checkNodeFlags: true,
     ...(flags["heartbeat-ms"] ? { heartbeatMs: int(flags, "heartbeat-ms", 1000, 50, 60_000) } : {}),
+    ...(flags["gc-after-round-kib"] !== undefined ? { collectAfterRoundBytes: int(flags, "gc-after-round-kib", undefined, 0, 16 * 1024 * 1024) * 1024 } : {}),
   });
   onShutdown(() => d.close());
 }

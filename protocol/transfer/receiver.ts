@@ -41,6 +41,8 @@ export class RoundReceiver {
   private lastSeal: { seq: number; reply: SealReply } | null = null;
   /** Rows applied across all rounds. */
   rows = 0;
+  /** Rounds sealed (a repeated seal's answer does not count). */
+  sealedRounds = 0;
   finalSealed = false;
 
   constructor(private readonly target: StageTarget, private readonly vmId: string) {}
@@ -98,6 +100,7 @@ export class RoundReceiver {
       throw new DigestMismatchError(`staged state differs from the source at generation ${seal.gen}: ${digestDiff(seal.tables, mine.tables).join(", ") || "digest differs"}`, { vmId: this.vmId });
     }
     this.sealedGen = seal.gen;
+    this.sealedRounds++;
     if (seal.final) {
       await this.target.sealed();
       this.finalSealed = true;

@@ -1,0 +1,60 @@
+/**
+ * A major garbage collection where its pause costs no freeze window: at
+ * the end of a big pre-copy round, before the round is answered.
+ *
+ * Why: V8 starts a major collection when the old generation plus the
+ * ArrayBuffer memory allocated since the last one outgrows a limit, and
+ * an agent's rounds allocate mostly ArrayBuffers (chunks, the staged
+ * table's columns). A big round therefore leaves a collection due, and it
+ * used to land a few milliseconds later in the window that follows the
+ * round, on either host (docs/performance.md). Collecting at the end of
+ * the round resets that count while nothing waits for the agent but the
+ * round itself.
+ *
+ * Where: inside the round, before its answer (the destination before it
+ * answers the seal, the source before it answers the transfer), so the
+ * coordinator's host gate, which keeps freeze windows off hosts with a
+ * round in flight, keeps them off the collection too. Final rounds never
+ * collect: they are the window.
+ *
+ * Cost: one full, atomic collection of the agent's heap (~15 ms at a
+ * 100k-entry round here), paid by the pre-copy's duration. The dataplane
+ * does not stop with the agent's event loop; its commands wait.
+ */
+import { setFlagsFromString } from "node:v8";
+import { runInNewContext } from "node:vm";
+
+/** Rounds of at least this many bytes on the wire end with a collection (2 MiB: ~40k conntrack entries). */
+export const DEFAULT_COLLECT_AFTER_ROUND_BYTES = 2 * 1024 * 1024;
+
+export type Collect = () => void;
+
+let exposed: Collect | null = null;
+
+/**
+ * V8's `gc()` (a full collection): the one the process was started with
+ * (`--expose-gc`), or else exposed now through V8's flags, which a new
+ * context picks up.
+ */
+export function majorCollection(): Collect {
+  if (exposed) return exposed;
+  const given = (globalThis as { gc?: unknown }).gc;
+  if (typeof given === "function") return (exposed = given as Collect);
+  setFlagsFromString("--expose-gc");
+  const gc = runInNewContext("gc") as unknown;
+  if (typeof gc !== "function") throw new Error("V8 did not expose gc() (--expose-gc)");
+  return (exposed = gc as Collect);
+}
+
+export class RoundCollector {
+  /** `minBytes` 0: never collect. */
+  constructor(readonly minBytes = DEFAULT_COLLECT_AFTER_ROUND_BYTES, private readonly collect: Collect | null = null) {}
+
+  /** After a round that moved `bytes`: collects if it was not final and big enough. Returns the pause in ms, or null. */
+  afterRound(bytes: number, final: boolean): number | null {
+    if (final || this.minBytes <= 0 || bytes < this.minBytes) return null;
+    const started = performance.now();
+    (this.collect ?? majorCollection())();
+    return performance.now() - started;
+  }
+}

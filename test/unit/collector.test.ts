@@ -1,0 +1,39 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { constants, PerformanceObserver, type PerformanceEntry } from "node:perf_hooks";
+import { majorCollection, RoundCollector } from "../../agent/collector.js";
+
+test("collector - majorCollection() runs a forced major collection, with or without --expose-gc", async () => {
+  const seen: PerformanceEntry[] = [];
+  const obs = new PerformanceObserver((list) => void seen.push(...list.getEntries()));
+  obs.observe({ entryTypes: ["gc"] });
+  try {
+    const gc = majorCollection();
+    assert.equal(majorCollection(), gc, "one collector per process");
+    gc();
+    // gc entries are delivered asynchronously.
+    for (let i = 0; i < 50 && !seen.some(isForcedMajor); i++) await new Promise((r) => setTimeout(r, 10));
+  } finally {
+    obs.disconnect();
+  }
+  assert.ok(seen.some(isForcedMajor), `no forced major collection among ${seen.length} gc entries`);
+});
+
+function isForcedMajor(e: PerformanceEntry): boolean {
+  const d = (e as PerformanceEntry & { detail?: { kind?: number; flags?: number } }).detail;
+  return d?.kind === constants.NODE_PERFORMANCE_GC_MAJOR && ((d.flags ?? 0) & constants.NODE_PERFORMANCE_GC_FLAGS_FORCED) !== 0;
+}
+
+test("collector - a round collects only when it was big enough and not final; 0 never collects", () => {
+  let calls = 0;
+  const c = new RoundCollector(1000, () => void calls++);
+  assert.equal(c.afterRound(999, false), null, "small round");
+  assert.equal(c.afterRound(5000, true), null, "final round: it is the freeze window");
+  assert.equal(calls, 0);
+  const ms = c.afterRound(1000, false);
+  assert.equal(calls, 1);
+  assert.ok(ms !== null && ms >= 0, `pause ${ms}`);
+  const never = new RoundCollector(0, () => void calls++);
+  assert.equal(never.afterRound(1e9, false), null);
+  assert.equal(calls, 1);
+});
