@@ -15,7 +15,9 @@
  * answers the seal, the source before it answers the transfer), so the
  * coordinator's host gate, which keeps freeze windows off hosts with a
  * round in flight, keeps them off the collection too. Final rounds never
- * collect: they are the window.
+ * collect: they are the window. Nor does a round that ends while a window
+ * is open on the agent anyway (a phased switchover does not wait for
+ * rounds in flight, and the gate's wait is bounded).
  *
  * Cost: one full, atomic collection of the agent's heap (~15 ms at a
  * 100k-entry round here), paid by the pre-copy's duration. The dataplane
@@ -29,32 +31,43 @@ export const DEFAULT_COLLECT_AFTER_ROUND_BYTES = 2 * 1024 * 1024;
 
 export type Collect = () => void;
 
-let exposed: Collect | null = null;
+let exposed: Collect | null | undefined;
 
 /**
  * V8's `gc()` (a full collection): the one the process was started with
  * (`--expose-gc`), or else exposed now through V8's flags, which a new
- * context picks up.
+ * context picks up. null where V8 will not expose it: then nothing is
+ * collected, and rounds go on as before.
  */
-export function majorCollection(): Collect {
-  if (exposed) return exposed;
+export function majorCollection(): Collect | null {
+  if (exposed !== undefined) return exposed;
   const given = (globalThis as { gc?: unknown }).gc;
   if (typeof given === "function") return (exposed = given as Collect);
-  setFlagsFromString("--expose-gc");
-  const gc = runInNewContext("gc") as unknown;
-  if (typeof gc !== "function") throw new Error("V8 did not expose gc() (--expose-gc)");
-  return (exposed = gc as Collect);
+  try {
+    setFlagsFromString("--expose-gc");
+    const gc = runInNewContext("gc") as unknown;
+    exposed = typeof gc === "function" ? (gc as Collect) : null;
+  } catch {
+    exposed = null;
+  }
+  return exposed;
 }
 
 export class RoundCollector {
   /** `minBytes` 0: never collect. */
   constructor(readonly minBytes = DEFAULT_COLLECT_AFTER_ROUND_BYTES, private readonly collect: Collect | null = null) {}
 
-  /** After a round that moved `bytes`: collects if it was not final and big enough. Returns the pause in ms, or null. */
-  afterRound(bytes: number, final: boolean): number | null {
-    if (final || this.minBytes <= 0 || bytes < this.minBytes) return null;
+  /**
+   * After a round that moved `bytes`: collects if it was big enough, not
+   * final, and no freeze window is open on this agent (`windowOpen`).
+   * Returns the pause in ms, or null.
+   */
+  afterRound(bytes: number, final: boolean, windowOpen: boolean): number | null {
+    if (final || windowOpen || this.minBytes <= 0 || bytes < this.minBytes) return null;
+    const gc = this.collect ?? majorCollection();
+    if (!gc) return null;
     const started = performance.now();
-    (this.collect ?? majorCollection())();
+    gc();
     return performance.now() - started;
   }
 }

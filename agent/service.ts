@@ -69,6 +69,8 @@ export class Agent {
   /** Receiving migrations; `roundBytes`: chunk bytes of the round in progress. */
   private readonly receivers = new Map<string, { vmId: string; receiver: RoundReceiver; roundBytes: number }>();
   private readonly collector: RoundCollector;
+  /** Final rounds being received: freeze windows open on this host as a destination. */
+  private finalsInFlight = 0;
   private readonly queues = new Map<string, Promise<unknown>>();
   /** Bulk chunks not yet taken (see onMessage). */
   private readonly bulk: Msg[] = [];
@@ -192,8 +194,8 @@ export class Agent {
       case AgentOp.inventory: return this.inventory();
       case AgentOp.describe: return this.describe(env.vmId);
       case AgentOp.prepare: return this.prepare(env);
-      case CHUNK_OP:
-      case FINAL_CHUNK_OP: return this.chunk(env, bytes);
+      case CHUNK_OP: return this.chunk(env, bytes);
+      case FINAL_CHUNK_OP: return this.finalChunk(env, bytes);
       case AgentOp.transfer: return this.transfer(env);
       case AgentOp.freeze: return this.freeze(env);
       case AgentOp.thaw: return this.thaw(env);
@@ -321,9 +323,23 @@ export class Agent {
     return reply;
   }
 
+  private async finalChunk(env: Envelope, bytes: number): Promise<unknown> {
+    this.finalsInFlight++;
+    try {
+      return await this.chunk(env, bytes);
+    } finally {
+      this.finalsInFlight--;
+    }
+  }
+
+  /** A freeze window is open here: a VM frozen on this host, or a final round being received. */
+  private windowOpen(): boolean {
+    return this.finalsInFlight > 0 || this.epochs.all().some(([, f]) => f.frozenBy !== undefined);
+  }
+
   /** A round sent or received is complete, its answer not sent yet: the moment for a collection (collector.ts). */
   private afterRound(env: Envelope, bytes: number, final: boolean, how: "sent" | "received"): void {
-    const pauseMs = this.collector.afterRound(bytes, final);
+    const pauseMs = this.collector.afterRound(bytes, final, !final && this.windowOpen());
     if (pauseMs !== null) this.log.debug({ vmId: env.vmId, migrationId: env.migrationId, how, bytes, pauseMs: +pauseMs.toFixed(2) }, "collected garbage after a pre-copy round");
   }
 
