@@ -59,11 +59,11 @@ export class RoundCollector {
 
   /**
    * After a round that moved `bytes`: collects if it was big enough, not
-   * final, and no freeze window is open on this agent (`windowOpen`).
-   * Returns the pause in ms, or null.
+   * final, and no freeze window is open on this agent (`windowOpen`, asked
+   * only when the rest holds). Returns the pause in ms, or null.
    */
-  afterRound(bytes: number, final: boolean, windowOpen: boolean): number | null {
-    if (final || windowOpen || this.minBytes <= 0 || bytes < this.minBytes) return null;
+  afterRound(bytes: number, final: boolean, windowOpen: () => boolean): number | null {
+    if (final || this.minBytes <= 0 || bytes < this.minBytes || windowOpen()) return null;
     const gc = this.collect ?? majorCollection();
     if (!gc) return null;
     const started = performance.now();

@@ -339,7 +339,7 @@ export class Agent {
 
   /** A round sent or received is complete, its answer not sent yet: the moment for a collection (collector.ts). */
   private afterRound(env: Envelope, bytes: number, final: boolean, how: "sent" | "received"): void {
-    const pauseMs = this.collector.afterRound(bytes, final, !final && this.windowOpen());
+    const pauseMs = this.collector.afterRound(bytes, final, () => this.windowOpen());
     if (pauseMs !== null) this.log.debug({ vmId: env.vmId, migrationId: env.migrationId, how, bytes, pauseMs: +pauseMs.toFixed(2) }, "collected garbage after a pre-copy round");
   }
 

@@ -28,14 +28,16 @@ function isForcedMajor(e: PerformanceEntry): boolean {
 test("collector - a round collects only when it was big enough, not final, and no window is open; 0 never collects", () => {
   let calls = 0;
   const c = new RoundCollector(1000, () => void calls++);
-  assert.equal(c.afterRound(999, false, false), null, "small round");
-  assert.equal(c.afterRound(5000, true, false), null, "final round: it is the freeze window");
-  assert.equal(c.afterRound(5000, false, true), null, "another VM's freeze window is open on this agent");
+  const open = () => true;
+  const closed = () => false;
+  assert.equal(c.afterRound(999, false, closed), null, "small round");
+  assert.equal(c.afterRound(5000, true, closed), null, "final round: it is the freeze window");
+  assert.equal(c.afterRound(5000, false, open), null, "another VM's freeze window is open on this agent");
   assert.equal(calls, 0);
-  const ms = c.afterRound(1000, false, false);
+  const ms = c.afterRound(1000, false, closed);
   assert.equal(calls, 1);
   assert.ok(ms !== null && ms >= 0, `pause ${ms}`);
   const never = new RoundCollector(0, () => void calls++);
-  assert.equal(never.afterRound(1e9, false, false), null);
+  assert.equal(never.afterRound(1e9, false, closed), null);
   assert.equal(calls, 1);
 });
