@@ -20,7 +20,7 @@ import {
   ConflictError, ErrorCode, FreezeBudgetExceededError, NetmigError, NotStagedError, asNetmigError, TimeoutError,
 } from "../protocol/errors.js";
 import type { Logger } from "../protocol/log.js";
-import type { CommitOrder } from "../protocol/agent-api.js";
+import type { CommitOrder, TransferReply } from "../protocol/agent-api.js";
 import { KV_BUCKETS } from "../protocol/subjects.js";
 import type { AgentClient, Target } from "./agent-client.js";
 import type { HostGate } from "./host-gate.js";
@@ -40,6 +40,9 @@ export interface DriverDeps {
   /** Orders bulk rounds and freeze windows on shared hosts (see host-gate.ts). */
   gate: HostGate;
 }
+
+/** A final round's answer: the destination committed and activated. */
+type CommittedReply = TransferReply & { committed: NonNullable<TransferReply["committed"]> };
 
 /** Thrown inside the driver when the record was taken by someone else. */
 class LostLease extends Error {}
@@ -167,7 +170,7 @@ export class MigrationDriver {
    * progress says, so a write per round would buy nothing but load.
    */
   private async checkpoint(note: string): Promise<void> {
-    if (this.leaseAging()) return this.save({}, note);
+    if (this.leaseAging()) return this.later(() => this.save({}, note));
     this.deps.publish(this.rec.value, note);
   }
 
@@ -198,8 +201,8 @@ export class MigrationDriver {
     const r = () => this.rec.value;
     try {
       this.checkAbort();
-      await this.deps.agents.prepare(this.target("dst"), r().src);
-      await this.save({ phase: Phase.Precopy }, `destination ${r().dst} prepared`);
+      await this.later(() => this.deps.agents.prepare(this.target("dst"), r().src));
+      await this.later(() => this.save({ phase: Phase.Precopy }, `destination ${r().dst} prepared`));
       if (!r().options.stopAndCopy) await this.precopy();
       if (r().mode === "phased") await this.syncUntil(() => this.requested.switchover || this.requested.complete);
       await this.switchover();
@@ -262,7 +265,7 @@ export class MigrationDriver {
       if (cond() || this.abortReason !== null) continue;
       if (this.rec.value.options.stopAndCopy) {
         // Nothing flows before a stop-and-copy switchover; the lease is still renewed.
-        if (this.leaseAging()) await this.save({});
+        if (this.leaseAging()) await this.later(() => this.save({}));
         continue;
       }
       const res = await this.round(this.rec.value.sealedGen, false);
@@ -281,11 +284,24 @@ export class MigrationDriver {
   private async switchover(): Promise<void> {
     const { options, mode } = this.rec.value;
     const release = await (options.stopAndCopy ? this.deps.gate.shared(this.hosts()) : this.deps.gate.exclusive(this.hosts(), mode !== "phased"));
+    let window;
     try {
-      await this.freezeWindow();
+      window = await this.freezeWindow();
     } finally {
       release();
     }
+    await this.recordActivation(window.final, window.ms);
+  }
+
+  /**
+   * Bookkeeping no guest waits for (a prepare, a release, a record write
+   * before the freeze or after activation) goes after the freeze windows
+   * open now elsewhere have closed (see host-gate.ts). Steps taken while
+   * this migration's VM is frozen, or while it aborts, do not wait.
+   */
+  private async later<T>(step: () => Promise<T>): Promise<T> {
+    await this.deps.gate.afterWindows();
+    return step();
   }
 
   /**
@@ -295,7 +311,7 @@ export class MigrationDriver {
    * compare-and-set) and activates, and the answers come back the same way.
    * The window holds no coordinator round trip.
    */
-  private async freezeWindow(): Promise<void> {
+  private async freezeWindow(): Promise<{ final: CommittedReply; ms: number }> {
     const r = () => this.rec.value;
     const budget = r().options.freezeBudgetMs;
     await this.save({ phase: Phase.Frozen }, "freezing the source");
@@ -315,15 +331,21 @@ export class MigrationDriver {
       throw err;
     }
     const tActive = performance.now();
-    const done = final.committed;
     // The record as written, with what the final round taught this driver (progress, digests).
-    this.rec = { value: { ...committed, progress: r().progress, sealedGen: r().sealedGen }, revision: done.revision };
+    this.rec = { value: { ...committed, progress: r().progress, sealedGen: r().sealedGen }, revision: final.committed.revision };
     this.commitSent = null;
     this.savedAt = committed.updatedAtMs;
-    this.deps.publish({ ...committed, phase: Phase.Transferred }, `final delta: ${final.rows} rows; digests match`);
-    this.deps.publish(committed, `committed by ${r().dst}: owner ${r().dst}, epoch ${r().epoch + 1}`);
+    return { final: { ...final, committed: final.committed }, ms: tActive - t0 };
+  }
+
+  /** After the window: the destination is live; its activation is recorded and the VM's owner moved. */
+  private async recordActivation(final: CommittedReply, freezeWindowMs: number): Promise<void> {
+    const r = () => this.rec.value;
+    const budget = r().options.freezeBudgetMs;
+    const done = final.committed;
+    this.deps.publish({ ...r(), phase: Phase.Transferred }, `final delta: ${final.rows} rows; digests match`);
+    this.deps.publish(r(), `committed by ${r().dst}: owner ${r().dst}, epoch ${r().epoch + 1}`);
     crashPoint("after", Phase.Committed, this.deps.log);
-    const freezeWindowMs = tActive - t0;
     if (freezeWindowMs > budget) this.deps.log.warn({ migrationId: this.id, freezeWindowMs, budget }, "the freeze window outlasted its budget; the destination had committed, so the migration goes on");
     // The agents' own account: the source's freeze to the destination's activation.
     const agents = typeof final.frozenAtMs === "number" ? done.activatedAtMs - final.frozenAtMs : NaN;
@@ -332,9 +354,9 @@ export class MigrationDriver {
       this.deps.log.warn({ migrationId: this.id, frozenAtMs: final.frozenAtMs ?? null, activatedAtMs: done.activatedAtMs, freezeWindowMs }, "the agents' account of the freeze window is missing or outside the coordinator's; only the coordinator's is recorded");
     }
     const steps = `freeze, final delta of ${final.rows} rows, commit and activation ${freezeWindowMs.toFixed(1)} ms by the coordinator${stateFrozenMs ? `; ${stateFrozenMs.toFixed(1)} ms by the agents' clocks` : ""}`;
-    await this.save({ phase: Phase.Activated, progress: this.progress({ finalRows: final.rows, freezeWindowMs, stateFrozenMs, dstDigest: done.digest }) }, `active on ${r().dst} (${steps})`);
+    await this.later(() => this.save({ phase: Phase.Activated, progress: this.progress({ finalRows: final.rows, freezeWindowMs, stateFrozenMs, dstDigest: done.digest }) }, `active on ${r().dst} (${steps})`));
     this.checkActivatedDigest(done.digest);
-    await this.setOwner(r().dst, r().epoch + 1, r().id);
+    await this.later(() => this.setOwner(r().dst, r().epoch + 1, r().id));
   }
 
   /** Logs a destination that went live with other state than the source froze (unknown source digest: nothing to compare). */
@@ -425,14 +447,14 @@ export class MigrationDriver {
           this.checkActivatedDigest(act.digest);
         }
         if (r().phase === Phase.Activated) {
-          await this.setOwner(r().dst, newEpoch, r().id);
+          await this.later(() => this.setOwner(r().dst, newEpoch, r().id));
           if (r().mode === "phased" && !cause) await this.waitFor(() => this.requested.complete);
-          await this.deps.agents.release(this.target("src", newEpoch));
-          await this.save({ phase: Phase.Released }, `source ${r().src} released`);
+          await this.later(() => this.deps.agents.release(this.target("src", newEpoch)));
+          await this.later(() => this.save({ phase: Phase.Released }, `source ${r().src} released`));
         }
         if (r().phase === Phase.Released) {
-          await this.setOwner(r().dst, newEpoch, null);
-          await this.save({ phase: Phase.Done, progress: this.progress({}) }, "done");
+          await this.later(() => this.setOwner(r().dst, newEpoch, null));
+          await this.later(() => this.save({ phase: Phase.Done, progress: this.progress({}) }, "done"));
         }
         return;
       } catch (err) {
@@ -492,7 +514,7 @@ export class MigrationDriver {
     while (!cond()) {
       if (!isCommitted(this.rec.value.phase)) this.checkAbort();
       await this.sleep(this.deps.leaseMs / 3);
-      if (!cond() && !isTerminal(this.rec.value.phase)) await this.save({}, undefined);
+      if (!cond() && !isTerminal(this.rec.value.phase)) await this.later(() => this.save({}, undefined));
     }
   }
 }

@@ -10,6 +10,14 @@
  * migration's hosts at once (never one by one), so no two waiters can hold
  * what the other waits for.
  *
+ * The coordinator's own bookkeeping for migrations that are not in their
+ * window (record writes, a destination's prepare, a source's release) waits
+ * for the windows open at that moment to close (`afterWindows`): on a
+ * shared machine it would take the CPU, the NATS server and the journal
+ * those windows' final hops and commit need. It does not wait for windows
+ * that open later, so it is never starved, only put off by one window's
+ * length.
+ *
  * The gate only orders work; correctness never depends on it. A waiter
  * that has waited `maxWaitMs` goes ahead anyway, so a stuck round on a host
  * delays a switchover there by at most that long.
@@ -29,6 +37,8 @@ export type Release = () => void;
 export class HostGate {
   private readonly hosts = new Map<string, HostState>();
   private waiters: (() => void)[] = [];
+  /** Switchovers in their window now, each settled when it ends. */
+  private readonly windows = new Set<Promise<void>>();
 
   constructor(private readonly maxWaitMs = 2000) {}
 
@@ -45,6 +55,18 @@ export class HostGate {
    */
   exclusive(hostIds: readonly string[], wait = true): Promise<Release> {
     return this.acquire(hostIds, true, wait);
+  }
+
+  /**
+   * Resolves when every switchover holding its hosts now has ended (at once
+   * when none does), or after `maxWaitMs`. Windows that start meanwhile are
+   * not waited for.
+   */
+  async afterWindows(): Promise<void> {
+    if (this.windows.size === 0) return;
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([Promise.all(this.windows), new Promise<void>((resolve) => (timer = setTimeout(resolve, this.maxWaitMs)))]);
+    clearTimeout(timer);
   }
 
   private state(h: string): HostState {
@@ -80,6 +102,9 @@ export class HostGate {
       if (exclusive) s.exclusive++;
       else s.shared++;
     }
+    let ended = (): void => undefined;
+    const window = exclusive ? new Promise<void>((resolve) => (ended = resolve)) : null;
+    if (window) this.windows.add(window);
     let released = false;
     return () => {
       if (released) return;
@@ -88,6 +113,8 @@ export class HostGate {
         if (exclusive) s.exclusive--;
         else s.shared--;
       }
+      if (window) this.windows.delete(window);
+      ended();
       this.wakeAll();
     };
   }

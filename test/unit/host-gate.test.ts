@@ -83,3 +83,31 @@ test("host-gate - a switchover that must not wait starts at once and still holds
   (await sw)();
   (await late)();
 });
+
+test("host-gate - bookkeeping waits for the windows open when it asks, not for rounds nor for windows opened after", async () => {
+  const gate = new HostGate(10_000);
+  const round = await gate.shared(["a", "b"]);
+  assert.ok(await settlesWithin(gate.afterWindows(), 20), "rounds in flight do not hold bookkeeping back");
+  const w1 = await gate.exclusive(["c", "d"]);
+  const waiting = gate.afterWindows();
+  assert.equal(await settlesWithin(waiting, 30), false, "a window is open");
+  const w2 = await gate.exclusive(["e"]);
+  w1();
+  assert.ok(await settlesWithin(waiting, 30), "the window opened after the call is not waited for");
+  const next = gate.afterWindows();
+  assert.equal(await settlesWithin(next, 30), false, "a later call waits for the window open then");
+  w2();
+  assert.ok(await settlesWithin(next, 30));
+  round();
+});
+
+test("host-gate - bookkeeping waits at most maxWaitMs for a window that does not end", async () => {
+  const gate = new HostGate(60);
+  const stuck = await gate.exclusive(["a", "b"]);
+  const t0 = Date.now();
+  await gate.afterWindows();
+  const waited = Date.now() - t0;
+  assert.ok(waited >= 55 && waited < 2000, `waited ${waited} ms`);
+  stuck();
+  assert.ok(await settlesWithin(gate.afterWindows(), 20), "nothing is left open");
+});
