@@ -3,7 +3,9 @@
  * seal against the target's own digest. One receiver per migration.
  *
  * Rules: a round starting with `baseGen === null` (a full snapshot) resets
- * the target; a delta round must start from the generation the last sealed
+ * the target, unless it is the receiver's first round: a receiver starts on
+ * a fresh target (the agent's prepare makes one, and may have made room in
+ * it for the round); a delta round must start from the generation the last sealed
  * round ended at. A full round sealed without a digest (read from a VM that
  * kept changing) is taken as it is: the next round's digest checks it. Chunks already applied (same seq) are acknowledged and
  * skipped; chunks of an older round are acknowledged and ignored. A final
@@ -20,7 +22,7 @@ import type { CommitOrder, CommitResult } from "../agent-api.js";
 import { CHUNK_KIND, parseChunk, parseSeal, SEAL_KIND, type SealBody, type SealReply } from "./chunks.js";
 
 export interface StageTarget {
-  /** Drops everything received so far (a full snapshot follows). */
+  /** Drops everything received so far (a full snapshot follows rounds before it). */
   reset(): Promise<void>;
   /** Applies upserts and deletes; `zones` is the sender's zone per ifaceId. */
   apply(delta: StateDelta, zones: Record<string, number>): Promise<void>;
@@ -49,7 +51,7 @@ export class RoundReceiver {
 
   private async beginRound(round: number, baseGen: number | null): Promise<void> {
     if (baseGen === null) {
-      await this.target.reset();
+      if (this.round >= 0) await this.target.reset();
     } else if (baseGen !== this.sealedGen) {
       throw new BadRequestError(`round ${round} is a delta from generation ${baseGen}, but the last sealed round ended at ${this.sealedGen ?? "nothing"}: a full snapshot is needed`, { vmId: this.vmId });
     }
