@@ -1,6 +1,7 @@
 /**
  * A major garbage collection where its pause costs no freeze window: at
- * the end of a big pre-copy round, before the round is answered.
+ * the end of a big pre-copy round, before the round is answered; and
+ * before a destination touches a big reservation for a stop-and-copy.
  *
  * Why: V8 starts a major collection when the old generation plus the
  * ArrayBuffer memory allocated since the last one outgrows a limit, and
@@ -19,9 +20,15 @@
  * is open on the agent anyway (a phased switchover does not wait for
  * rounds in flight, and the gate's wait is bounded).
  *
+ * Before a reservation (the memory backend's `reserveStaging`, at the
+ * prepare of a stop-and-copy): the tables a host released or dropped are
+ * garbage until a major collection frees them, and the reservation's pages
+ * become resident at once when touched. Collecting first keeps a dead
+ * table and its successor from being resident together.
+ *
  * Cost: one full, atomic collection of the agent's heap (~15 ms at a
- * 100k-entry round here), paid by the pre-copy's duration. The dataplane
- * does not stop with the agent's event loop; its commands wait.
+ * 100k-entry round here), paid by the pre-copy's duration or the prepare.
+ * The dataplane does not stop with the agent's event loop; its commands wait.
  */
 import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
@@ -63,7 +70,12 @@ export class RoundCollector {
    * only when the rest holds). Returns the pause in ms, or null.
    */
   afterRound(bytes: number, final: boolean, windowOpen: () => boolean): number | null {
-    if (final || this.minBytes <= 0 || bytes < this.minBytes || windowOpen()) return null;
+    return final ? null : this.beforeTouch(bytes, windowOpen);
+  }
+
+  /** Before touching a reservation of `bytes`: the same rule as for a round that is not final. */
+  beforeTouch(bytes: number, windowOpen: () => boolean): number | null {
+    if (this.minBytes <= 0 || bytes < this.minBytes || windowOpen()) return null;
     const gc = this.collect ?? majorCollection();
     if (!gc) return null;
     const started = performance.now();

@@ -266,6 +266,17 @@ export class Agent {
     // One migration per VM: anything staged for this VM before is stale.
     for (const s of await this.backend.listStaged(true)) if (s.vmId === env.vmId) await this.backend.discard(s.vmId, s.stagingId);
     for (const [id, r] of this.receivers) if (r.vmId === env.vmId) this.receivers.delete(id);
+    // Room for a stop-and-copy's round, made before the freeze; no receiver exists for the VM meanwhile.
+    if (req.sizes && this.backend.reserveStaging) {
+      const t0 = performance.now();
+      let bytes = 0;
+      await this.backend.reserveStaging(env.vmId, env.migrationId, req.sizes, (b) => {
+        bytes = b;
+        const pauseMs = this.collector.beforeTouch(b, () => this.windowOpen());
+        if (pauseMs !== null) this.log.debug({ vmId: env.vmId, migrationId: env.migrationId, bytes: b, pauseMs }, "collected garbage before touching a staging reservation");
+      });
+      this.log.debug({ vmId: env.vmId, migrationId: env.migrationId, sizes: req.sizes, bytes, ms: performance.now() - t0 }, "reserved and touched room for a full round");
+    }
     this.receivers.set(env.migrationId, { vmId: env.vmId, receiver: new RoundReceiver(this.stageTarget(env.vmId, env.migrationId, env.epoch), env.vmId), roundBytes: 0 });
     this.epochs.update(env.vmId, { releasedBy: undefined });
     return { ok: true };

@@ -4,7 +4,7 @@
  */
 import type { NatsConnection } from "nats";
 import {
-  AgentOp, type ActivateReply, type DescribeReply, type ExportReply, type FreezeReply, type InventoryReply, type TransferReply, type TransferRequest,
+  AgentOp, type ActivateReply, type TableSizes, type DescribeReply, type ExportReply, type FreezeReply, type InventoryReply, type TransferReply, type TransferRequest,
 } from "../protocol/agent-api.js";
 import { call } from "../protocol/rpc.js";
 import { subjects } from "../protocol/subjects.js";
@@ -30,8 +30,9 @@ export class AgentClient {
   describe(t: Target): Promise<DescribeReply> {
     return this.call(t, AgentOp.describe, {});
   }
-  prepare(t: Target, srcHostId: string): Promise<{ ok: true }> {
-    return this.call(t, AgentOp.prepare, { srcHostId });
+  /** `sizes`: the source's rows per table, for the destination to make room for before the freeze (a stop-and-copy). */
+  prepare(t: Target, srcHostId: string, sizes?: TableSizes): Promise<{ ok: true }> {
+    return this.call(t, AgentOp.prepare, { srcHostId, ...(sizes ? { sizes } : {}) });
   }
   transfer(t: Target, req: TransferRequest): Promise<TransferReply> {
     // The agent enforces the round's own deadline; give the reply a little more.

@@ -20,7 +20,7 @@ import {
   ConflictError, ErrorCode, FreezeBudgetExceededError, NetmigError, NotStagedError, asNetmigError, TimeoutError,
 } from "../protocol/errors.js";
 import type { Logger } from "../protocol/log.js";
-import type { CommitOrder, TransferReply } from "../protocol/agent-api.js";
+import type { CommitOrder, TableSizes, TransferReply } from "../protocol/agent-api.js";
 import { KV_BUCKETS } from "../protocol/subjects.js";
 import type { AgentClient, Target } from "./agent-client.js";
 import type { HostGate } from "./host-gate.js";
@@ -201,7 +201,9 @@ export class MigrationDriver {
     const r = () => this.rec.value;
     try {
       this.checkAbort();
-      await this.later(() => this.deps.agents.prepare(this.target("dst"), r().src));
+      // A stop-and-copy's one round is all in the freeze window: the destination makes room for it first.
+      const sizes = r().options.stopAndCopy ? await this.later(() => this.sourceSizes()) : undefined;
+      await this.later(() => this.deps.agents.prepare(this.target("dst"), r().src, sizes));
       await this.later(() => this.save({ phase: Phase.Precopy }, `destination ${r().dst} prepared`));
       if (!r().options.stopAndCopy) await this.precopy();
       if (r().mode === "phased") await this.syncUntil(() => this.requested.switchover || this.requested.complete);
@@ -212,6 +214,16 @@ export class MigrationDriver {
       return this.abort(err);
     }
     await this.rollForward(null);
+  }
+
+  /** The source's rows per table, or undefined if it does not say (the destination then allocates as the round comes). */
+  private async sourceSizes(): Promise<TableSizes | undefined> {
+    try {
+      return (await this.deps.agents.describe(this.target("src"))).counts;
+    } catch (err) {
+      this.deps.log.debug({ migrationId: this.id, err }, "the source did not report its table sizes; the destination allocates as the round comes");
+      return undefined;
+    }
   }
 
   /** One pre-copy round: full when `sinceGen` is null. Bulk rounds hold their hosts shared (see host-gate.ts). */

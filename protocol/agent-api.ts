@@ -12,7 +12,7 @@
  */
 import { BadRequestError } from "./errors.js";
 import type { WireError } from "./errors.js";
-import type { TableName } from "./state/tables.js";
+import { isTableName, type TableName } from "./state/tables.js";
 
 export const AgentOp = {
   /** List the VMs on this host (active, frozen, staged, released). */
@@ -75,6 +75,29 @@ export interface DescribeReply extends VmInfo {
 
 export interface PrepareRequest {
   srcHostId: string;
+  /**
+   * The source's rows per table, sent for a stop-and-copy: its one round
+   * is all inside the freeze window, so the destination makes room for it
+   * (and faults that memory in) before the freeze.
+   */
+  sizes?: TableSizes;
+}
+
+/** Rows per table (a full round's announced sizes, a prepare's reservation). */
+export type TableSizes = Partial<Record<TableName, number>>;
+
+/** The most rows a full round or a reservation may announce for one table. */
+export const MAX_TABLE_ROWS = 16_000_000;
+
+/** Checks a table-name → row-count map (`what` names it in errors). */
+export function parseTableSizes(v: unknown, what: string): TableSizes {
+  const sizes: TableSizes = {};
+  for (const [t, n] of Object.entries(asObject(v, what))) {
+    if (!isTableName(t)) throw new BadRequestError(`${what} has unknown table "${t}"`);
+    if (typeof n !== "number" || !Number.isInteger(n) || n < 0 || n > MAX_TABLE_ROWS) throw new BadRequestError(`${what}.${t} must be a row count from 0 to ${MAX_TABLE_ROWS}`);
+    sizes[t] = n;
+  }
+  return sizes;
 }
 
 export interface TransferRequest {
@@ -264,7 +287,9 @@ export function parseCommitOrder(body: unknown, what: string): CommitOrder {
 
 export function parsePrepareRequest(body: unknown): PrepareRequest {
   const o = asObject(body, "prepare request");
-  return { srcHostId: reqString(o, "srcHostId", "prepare request", 64) };
+  const req: PrepareRequest = { srcHostId: reqString(o, "srcHostId", "prepare request", 64) };
+  if (o.sizes !== undefined && o.sizes !== null) req.sizes = parseTableSizes(o.sizes, "prepare request.sizes");
+  return req;
 }
 
 export function parseExportRequest(body: unknown): ExportRequest {

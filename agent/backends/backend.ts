@@ -19,6 +19,7 @@
 import type { SourceDelta, StateDelta } from "../../protocol/state/model.js";
 import type { Change } from "../../protocol/state/table-set.js";
 import type { TableName } from "../../protocol/state/tables.js";
+import type { TableSizes } from "../../protocol/agent-api.js";
 
 /**
  * A snapshot or delta read from a live VM, with the digest at that point. A
@@ -132,6 +133,15 @@ export interface Backend {
    * until `activate`.
    */
   stage(vmId: string, stagingId: string, delta: StateDelta, remap: RemapContext): Promise<void>;
+  /**
+   * Destination, optional: opens an empty staging area with room for a full
+   * round of these sizes and touches that memory now, so that receiving the
+   * round later allocates and faults in nothing (a stop-and-copy's round is
+   * all inside the freeze window). `beforeTouch` is called with the bytes
+   * reserved, before any of them is touched. Backends that stage into the
+   * dataplane have no such memory and leave it out.
+   */
+  reserveStaging?(vmId: string, stagingId: string, sizes: TableSizes, beforeTouch?: (bytes: number) => void): Promise<void>;
   /** Marks the staging area complete and persists it (survives a restart). */
   seal(vmId: string, stagingId: string): Promise<void>;
   /** The staging area's summary, or null if there is none. */

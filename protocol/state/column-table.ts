@@ -157,6 +157,21 @@ export class ColumnTable {
     this.cap = cap;
   }
 
+  /**
+   * The memory that appending the first `rows` rows fills: a view of each
+   * typed column's part (json columns have none), so a caller can touch it
+   * ahead of a bulk append (TableSet.fillRegions). None once rows are in.
+   */
+  fillRegions(rows: number): Uint8Array[] {
+    if (this.n > 0) return [];
+    const m = Math.min(rows, this.cap);
+    return this.cols.flatMap((c) => {
+      if (Array.isArray(c)) return [];
+      const t = c as TypedColumn;
+      return [new Uint8Array(t.buffer, t.byteOffset, m * lanesOf(t) * t.BYTES_PER_ELEMENT)];
+    });
+  }
+
   // ------------------------------------------------------------- key index
 
   /** The slot holding `key`, or -1. */

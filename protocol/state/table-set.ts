@@ -117,6 +117,15 @@ export class TableSet {
     for (const t of TABLE_NAMES) if (sizes[t]) this.table(t).reserve(sizes[t]! + (sizes[t]! >> 3));
   }
 
+  /**
+   * The memory a full snapshot of these sizes fills once `reserve`d: views
+   * of each empty table's columns (see ColumnTable.fillRegions), to touch
+   * before its chunks come.
+   */
+  fillRegions(sizes: Partial<Record<TableName, number>>): Uint8Array[] {
+    return TABLE_NAMES.flatMap((t) => (sizes[t] ? this.table(t).fillRegions(sizes[t]!) : []));
+  }
+
   /** Indexes up to `max` appended rows; returns how many remain (0: fully indexed). */
   indexSome(max: number): number {
     let left = max;

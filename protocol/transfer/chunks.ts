@@ -21,16 +21,13 @@
  * so (`committed`).
  */
 import { BadRequestError } from "../errors.js";
-import { asObject, optUint, parseCommitOrder, type CommitOrder, type CommitResult } from "../agent-api.js";
+import { asObject, optUint, parseCommitOrder, parseTableSizes, type CommitOrder, type CommitResult } from "../agent-api.js";
 import { decodeBlocks } from "../codec/columnar.js";
 import type { StateDelta } from "../state/model.js";
 import { isTableName, type TableName } from "../state/tables.js";
 
 export const CHUNK_KIND = "chunk";
 export const SEAL_KIND = "seal";
-
-/** The most rows a full snapshot may announce for one table. */
-export const MAX_TABLE_ROWS = 16_000_000;
 
 export interface ChunkBody {
   round: number;
@@ -89,12 +86,7 @@ export function parseChunk(body: unknown, vmId: string): { chunk: Omit<ChunkBody
     zones[ifaceId] = z;
   }
   const seal = o.seal === undefined || o.seal === null ? null : parseSeal(o.seal);
-  const sizes: Partial<Record<TableName, number>> = {};
-  for (const [t, n] of Object.entries(asObject(o.sizes ?? {}, "chunk.sizes"))) {
-    if (!isTableName(t)) throw new BadRequestError(`chunk.sizes has unknown table "${t}"`);
-    if (typeof n !== "number" || !Number.isInteger(n) || n < 0 || n > MAX_TABLE_ROWS) throw new BadRequestError(`chunk.sizes.${t} must be a row count from 0 to ${MAX_TABLE_ROWS}`);
-    sizes[t] = n;
-  }
+  const sizes = parseTableSizes(o.sizes ?? {}, "chunk.sizes");
   const delta: StateDelta = { vmId, baseGen: g.baseGen, gen: g.gen, upserts, deletes, ...(Object.keys(sizes).length ? { sizes } : {}) };
   return { chunk: { ...g, deletes, zones }, delta, seal };
 }

@@ -117,6 +117,12 @@ test("bad input - a __proto__ key, an unknown version and malformed column block
   assert.equal(bad.code, "BAD_REQUEST");
   assert.match(bad.message, /conntrack.*expected 4 bytes/);
 
+  for (const [sizes, want] of [[{ sockets: 5 }, /prepare request\.sizes has unknown table "sockets"/], [{ conntrack: -3 }, /prepare request\.sizes\.conntrack must be a row count from 0 to/]] as const) {
+    const e = await sendRaw(op("prepare"), encodeEnvelope({ kind: "prepare", migrationId: "m-bad", vmId: "vm-new", epoch: 0, seq: 0, body: { srcHostId: "host-y", sizes } }));
+    assert.equal(e.code, "BAD_REQUEST");
+    assert.match(e.message, want);
+  }
+
   const ext = await sendRaw(op("describe"), new Packr({ moreTypes: true, structuredClone: true }).pack({ v: 1, kind: "describe", migrationId: "", vmId: "vm-ok", epoch: 0, seq: 0, body: { e: new Error("x"), r: /a+/ } }));
   assert.equal(ext.code, "BAD_REQUEST");
   assert.match(ext.message, /a value of type (Error|RegExp)/);

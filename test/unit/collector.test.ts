@@ -40,4 +40,11 @@ test("collector - a round collects only when it was big enough, not final, and n
   const never = new RoundCollector(0, () => void calls++);
   assert.equal(never.afterRound(1e9, false, closed), null);
   assert.equal(calls, 1);
+  // Before touching a reservation: the same rule, a reservation being never final.
+  assert.equal(c.beforeTouch(999, closed), null, "small reservation");
+  assert.equal(c.beforeTouch(5000, open), null, "a freeze window is open on this agent");
+  assert.equal(never.beforeTouch(1e9, closed), null);
+  assert.equal(calls, 1);
+  assert.ok(c.beforeTouch(1000, closed) !== null);
+  assert.equal(calls, 2);
 });

@@ -1,6 +1,6 @@
 import { afterEach, test } from "node:test";
 import assert from "node:assert/strict";
-import { existsSync, mkdtempSync, readdirSync, rmSync, statSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { MemoryBackend, type MemoryBackendOptions } from "../../agent/backends/memory/backend.js";
@@ -251,6 +251,35 @@ test("memory-backend - a sealed staging area survives a restart and activates wi
   const b3 = await backend(dir, { firstZone: 500 });
   assert.equal((await b3.describe("vm-s"))!.digest, d2);
   assert.deepEqual(await b3.listStaged(), []);
+});
+
+/** This process's resident memory, KiB (Linux). */
+const rssKiB = (): number => Number(/VmRSS:\s+(\d+)/.exec(readFileSync("/proc/self/status", "utf8"))![1]);
+
+test("memory-backend - reserveStaging opens an empty area whose room for the sizes is resident when it returns; the full round then stages into it", async () => {
+  const b = await backend(tempDir(), { firstZone: 500 });
+  const rows = 300_000;
+  let bytes = 0;
+  let residentAtCall = 0;
+  const before = rssKiB();
+  await b.reserveStaging("vm-r", "mig-r", { conntrack: rows, fdb: 100 }, (n) => {
+    bytes = n;
+    residentAtCall = rssKiB() - before;
+  });
+  const grown = rssKiB() - before;
+  assert.ok(bytes >= rows * 40, `${bytes} bytes for ${rows} conntrack rows`);
+  assert.ok(residentAtCall < bytes / 1024 / 2, `told before touching: ${residentAtCall} KiB already resident of ${bytes / 1024}`);
+  assert.ok(grown >= (0.8 * bytes) / 1024, `resident after: +${grown} KiB for ${bytes / 1024} KiB reserved`);
+  const empty = (await b.staged("vm-r", "mig-r"))!;
+  assert.equal(empty.counts.conntrack, 0);
+  assert.equal(empty.sealed, false);
+
+  const src = smallState("vm-r", 7, 10);
+  await stageFrom(b, "vm-r", "mig-r", src);
+  assert.equal((await b.staged("vm-r", "mig-r"))!.digest, StateDigest.of(src.tables).toString());
+  await b.seal("vm-r", "mig-r");
+  assert.equal((await b.activate("vm-r", "mig-r")).digest, StateDigest.of(src.tables).toString());
+  await assert.rejects(b.reserveStaging("vm-r", "mig-2", { conntrack: 10 }), (e: unknown) => e instanceof BadRequestError && /already live/.test((e as Error).message));
 });
 
 test("memory-backend - remapped conntrack zones of a sealed staging area survive a restart", async () => {
