@@ -10,7 +10,7 @@
  */
 import type { Msg, NatsConnection, Subscription } from "nats";
 import {
-  AgentOp, AGENT_OPS, parseExportRequest, parsePrepareRequest, parseTransferRequest, parseWriteRequest, wallClockMs,
+  AgentOp, AGENT_OPS, parseDescribeRequest, parseExportRequest, parsePrepareRequest, parseTransferRequest, parseWriteRequest, wallClockMs,
   type ActivateReply, type CommitOrder, type CommitResult, type DescribeReply, type ExportReply, type FreezeReply, type InventoryReply, type TransferReply, type VmInfo, type WriteReply,
 } from "../protocol/agent-api.js";
 import { decodeBlocks } from "../protocol/codec/columnar.js";
@@ -192,7 +192,7 @@ export class Agent {
   private handle(op: string, env: Envelope, bytes: number): Promise<unknown> {
     switch (op) {
       case AgentOp.inventory: return this.inventory();
-      case AgentOp.describe: return this.describe(env.vmId);
+      case AgentOp.describe: return this.describe(env.vmId, parseDescribeRequest(env.body).fresh !== false);
       case AgentOp.prepare: return this.prepare(env);
       case CHUNK_OP: return this.chunk(env, bytes);
       case FINAL_CHUNK_OP: return this.finalChunk(env, bytes);
@@ -234,8 +234,8 @@ export class Agent {
     return { hostId: this.hostId, backend: this.backend.kind, vms };
   }
 
-  private async describe(vmId: string): Promise<DescribeReply> {
-    const v = await this.backend.describe(vmId);
+  private async describe(vmId: string, fresh = true): Promise<DescribeReply> {
+    const v = await this.backend.describe(vmId, fresh);
     const f = this.epochs.get(vmId);
     if (!v) {
       if (f?.releasedBy) return { vmId, status: "released", epoch: f.epoch, gen: 0, digest: "", counts: {}, tables: {}, migrationId: f.releasedBy };

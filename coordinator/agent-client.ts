@@ -27,8 +27,9 @@ export class AgentClient {
   inventory(hostId: string): Promise<InventoryReply> {
     return call<InventoryReply>(this.nc, subjects.agentOp(hostId, AgentOp.inventory), AgentOp.inventory, { migrationId: "", vmId: "", epoch: 0 }, {}, this.controlTimeoutMs);
   }
-  describe(t: Target): Promise<DescribeReply> {
-    return this.call(t, AgentOp.describe, {});
+  /** `fresh` false: as the agent last observed it (no dataplane read), counts where it has them. */
+  describe(t: Target, fresh = true): Promise<DescribeReply> {
+    return this.call(t, AgentOp.describe, fresh ? {} : { fresh: false });
   }
   /** `sizes`: the source's rows per table, for the destination to make room for before the freeze (a stop-and-copy). */
   prepare(t: Target, srcHostId: string, sizes?: TableSizes): Promise<{ ok: true }> {

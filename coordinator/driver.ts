@@ -216,10 +216,15 @@ export class MigrationDriver {
     await this.rollForward(null);
   }
 
-  /** The source's rows per table, or undefined if it does not say (the destination then allocates as the round comes). */
+  /**
+   * The source's rows per table as it last observed them (no dataplane
+   * read), or undefined if it does not say: the destination then allocates
+   * as the round comes.
+   */
   private async sourceSizes(): Promise<TableSizes | undefined> {
     try {
-      return (await this.deps.agents.describe(this.target("src"))).counts;
+      const { counts } = await this.deps.agents.describe(this.target("src"), false);
+      return Object.values(counts).some((n) => n > 0) ? counts : undefined;
     } catch (err) {
       this.deps.log.debug({ migrationId: this.id, err }, "the source did not report its table sizes; the destination allocates as the round comes");
       return undefined;

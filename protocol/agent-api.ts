@@ -73,6 +73,14 @@ export interface DescribeReply extends VmInfo {
   tables: Partial<Record<TableName, string>>;
 }
 
+export interface DescribeRequest {
+  /**
+   * false: as last observed, with the row counts if the backend has them
+   * at hand (no dataplane read, no digests). Default true: read now.
+   */
+  fresh?: boolean;
+}
+
 export interface PrepareRequest {
   srcHostId: string;
   /**
@@ -283,6 +291,12 @@ export function parseCommitOrder(body: unknown, what: string): CommitOrder {
     throw new BadRequestError(`${what}.record must be the encoded record, 1 to ${MAX_COMMIT_RECORD_BYTES} bytes`);
   }
   return { bucket, key: reqString(o, "key", what, 128), revision, record: o.record, epoch };
+}
+
+export function parseDescribeRequest(body: unknown): DescribeRequest {
+  const o = asObject(body ?? {}, "describe request");
+  if (o.fresh !== undefined && typeof o.fresh !== "boolean") throw new BadRequestError("describe request.fresh must be a boolean");
+  return o.fresh === false ? { fresh: false } : {};
 }
 
 export function parsePrepareRequest(body: unknown): PrepareRequest {

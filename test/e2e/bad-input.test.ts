@@ -123,6 +123,9 @@ test("bad input - a __proto__ key, an unknown version and malformed column block
     assert.match(e.message, want);
   }
 
+  const notBool = await sendRaw(op("describe"), encodeEnvelope({ kind: "describe", migrationId: "", vmId: "vm-ok", epoch: 0, seq: 0, body: { fresh: "no" } }));
+  assert.match(notBool.message, /describe request\.fresh must be a boolean/);
+
   const ext = await sendRaw(op("describe"), new Packr({ moreTypes: true, structuredClone: true }).pack({ v: 1, kind: "describe", migrationId: "", vmId: "vm-ok", epoch: 0, seq: 0, body: { e: new Error("x"), r: /a+/ } }));
   assert.equal(ext.code, "BAD_REQUEST");
   assert.match(ext.message, /a value of type (Error|RegExp)/);

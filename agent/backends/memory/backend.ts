@@ -157,9 +157,12 @@ export class MemoryBackend implements Backend {
     return Array.from(this.live, ([vmId, l]) => this.summary(vmId, l, brief));
   }
 
+  /** Not fresh: without digests, but with the counts (they cost nothing here). */
   async describe(vmId: string, fresh = true): Promise<VmSummary | null> {
     const l = this.live.get(vmId);
-    return l ? this.summary(vmId, l, !fresh) : null;
+    if (!l) return null;
+    const s = this.summary(vmId, l, !fresh);
+    return fresh ? s : { ...s, counts: l.set.counts() };
   }
 
   async read(vmId: string, sinceGen: number | null, track = true): Promise<ReadResult> {
