@@ -6,6 +6,7 @@ import { StateDigest } from "../../protocol/state/digest.js";
 import { TableSet, type Change } from "../../protocol/state/table-set.js";
 import { keyOf, TABLE_NAMES, type AclRow, type FdbRow, type TableName } from "../../protocol/state/tables.js";
 import { blocksOf } from "../../protocol/state/row-block.js";
+import { majorCollection } from "../../agent/collector.js";
 
 const state = generateVmState("vm-ts", { conntrack: 500, fdb: 100, acls: 50, ports: 2, seed: 5 });
 
@@ -592,4 +593,22 @@ test("table-set - an upsert finds its row by key fields across ip widths and dic
   fdb.apply({ upserts: blocksOf({ fdb: relearned }), deletes: {} });
   assert.equal(fdb.count("fdb"), ct.fdb.length);
   assert.equal(fdb.digest.toString(), StateDigest.of({ fdb: relearned }).toString());
+});
+
+test("table-set - the change log keeps each changed row's key flat: a tracked change costs ~100 bytes of heap, not a rope's ~500", () => {
+  const gc = majorCollection();
+  if (!gc) return assert.fail("this Node exposes no gc()");
+  const n = 20_000;
+  const rows = generateVmState("vm-log", { conntrack: n, seed: 4 }).tables.conntrack;
+  const set = new TableSet();
+  set.apply({ upserts: blocksOf({ conntrack: rows }), deletes: {} });
+  set.startTracking();
+  const changed = blocksOf({ conntrack: rows.map((r) => ({ ...r, timeoutSec: r.timeoutSec + 1 })) });
+  gc();
+  const before = process.memoryUsage().heapUsed;
+  set.apply({ upserts: changed, deletes: {} });
+  gc();
+  const perChange = (process.memoryUsage().heapUsed - before) / n;
+  assert.equal(set.since(set.gen - 1).upserts.conntrack?.length, n, "every change is logged");
+  assert.ok(perChange < 200, `${perChange.toFixed(0)} bytes of heap per logged change`);
 });
