@@ -62,6 +62,13 @@ const UNSHARE_SLICE_ROWS = 16384;
 const TOUCH_SLICE_BYTES = 1 << 20;
 /** Touch stride: the smallest page size of the platforms Node runs on. */
 const PAGE_BYTES = 4096;
+/**
+ * A reservation stops touching after this long (the rest faults in as the
+ * round comes), so a prepare answers well within the coordinator's 5 s
+ * deadline for control commands however big the VM (~8M conntrack entries
+ * touched here).
+ */
+const TOUCH_BUDGET_MS = 2000;
 
 export class MemoryBackend implements Backend {
   readonly kind = "memory";
@@ -296,7 +303,7 @@ export class MemoryBackend implements Backend {
    * Allocates an empty staging area's tables for a full round of these
    * sizes (with the headroom a full round's own reservation adds, so its
    * first chunk allocates nothing) and touches every page the round's rows
-   * will fill, a slice per event-loop turn. On a virtual machine a page's
+   * will fill, a slice per event-loop turn, for at most TOUCH_BUDGET_MS. On a virtual machine a page's
    * first touch costs 11–15 µs: a million conntrack entries' columns are
    * ~250 ms of page faults, which a stop-and-copy would otherwise pay in its
    * freeze window.
@@ -308,6 +315,7 @@ export class MemoryBackend implements Backend {
     // Nothing to touch in an area that already holds rows: fillRegions is empty then.
     const regions = s.set.fillRegions(sizes);
     beforeTouch?.(regions.reduce((sum, r) => sum + r.byteLength, 0));
+    const deadline = performance.now() + TOUCH_BUDGET_MS;
     let budget = TOUCH_SLICE_BYTES;
     for (const r of regions) {
       for (let i = 0; i < r.byteLength; i += PAGE_BYTES) {
@@ -316,7 +324,7 @@ export class MemoryBackend implements Backend {
         if ((budget -= PAGE_BYTES) > 0) continue;
         budget = TOUCH_SLICE_BYTES;
         await new Promise((resolve) => setImmediate(resolve));
-        if (this.stagedAreas.get(stageKey(vmId, stagingId)) !== s) return; // discarded meanwhile
+        if (this.stagedAreas.get(stageKey(vmId, stagingId)) !== s || performance.now() > deadline) return; // discarded meanwhile, or out of time
       }
     }
   }
