@@ -129,7 +129,8 @@ export interface Backend {
    * Destination: applies a chunk's upserts and deletes to a staging area,
    * creating it if needed, remapping host-local fields to this host's. It is
    * additive whatever `delta.baseGen` says: the agent empties an area with
-   * `discard` before a full snapshot. Staged state must not steer traffic
+   * `discard` before a full snapshot that follows other rounds (a
+   * migration's first round finds the area its prepare opened). Staged state must not steer traffic
    * until `activate`.
    */
   stage(vmId: string, stagingId: string, delta: StateDelta, remap: RemapContext): Promise<void>;
