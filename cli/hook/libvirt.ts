@@ -20,7 +20,7 @@
  * the exit code) and {@link runLibvirtHook} (the same without the process).
  */
 import { HookPolicy, CompleteOn, loadHookConfig, type HookConfig } from "./config.js";
-import { DomainXmlError, ovsInterfaces, parseDomainXml, type DomainInfo } from "./domain-xml.js";
+import { ovsInterfaces, parseDomainXml, type DomainInfo } from "./domain-xml.js";
 import { actionFor, parseInvocation, releaseMeansMigrated, type HookAction, type HookInvocation } from "./libvirt-events.js";
 import { HookLog } from "./log.js";
 import type { PhaseCallError, PhaseClient } from "./phase-client.js";
