@@ -185,9 +185,41 @@ export interface TransferReply {
  * are reported with it, so the freeze window can be measured exactly where
  * it happens: on one host the two agents share this clock; across hosts it
  * is as good as their clock synchronisation.
+ *
+ * It is the monotonic clock, anchored to the system clock on one of
+ * Date.now()'s millisecond boundaries (a wait of at most 1 ms, when this
+ * module loads), and kept within the millisecond Date.now() gives: when it
+ * strays (the system clock stepped or slewed), it follows to the
+ * millisecond and re-anchors there. `performance.timeOrigin + now()` is
+ * usually within 0.1 ms of the system clock, but not always: in one test
+ * run an agent stamped an activation 5.8 ms after the coordinator had
+ * logged receiving it, so the window from one agent's freeze to another's
+ * activation came out longer than the coordinator's round trip around it.
  */
+export class WallClock {
+  private offset: number;
+
+  constructor(private readonly systemMs: () => number = Date.now, private readonly monoMs: () => number = () => performance.now()) {
+    const start = systemMs();
+    let now = start;
+    while (now === start) now = systemMs();
+    this.offset = now - monoMs();
+  }
+
+  ms(): number {
+    const est = this.offset + this.monoMs();
+    const ms = this.systemMs();
+    if (est >= ms && est < ms + 1) return est;
+    const fixed = est < ms ? ms : ms + 0.999;
+    this.offset = fixed - this.monoMs();
+    return fixed;
+  }
+}
+
+const clock = new WallClock();
+
 export function wallClockMs(): number {
-  return performance.timeOrigin + performance.now();
+  return clock.ms();
 }
 
 export interface FreezeReply {
