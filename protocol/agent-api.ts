@@ -206,13 +206,19 @@ export class WallClock {
     this.offset = now - monoMs();
   }
 
+  private last = -Infinity;
+
   ms(): number {
     const est = this.offset + this.monoMs();
     const ms = this.systemMs();
-    if (est >= ms && est < ms + 1) return est;
-    const fixed = est < ms ? ms : ms + 0.999;
-    this.offset = fixed - this.monoMs();
-    return fixed;
+    let t = est;
+    if (est < ms || est >= ms + 1) {
+      t = est < ms ? ms : ms + 0.999;
+      this.offset = t - this.monoMs();
+    }
+    // Never back within the system clock's millisecond (it goes back only with the system clock).
+    if (this.last > t && this.last < ms + 1) t = this.last;
+    return (this.last = t);
   }
 }
 
