@@ -20,7 +20,7 @@ import {
   ConflictError, ErrorCode, FreezeBudgetExceededError, NetmigError, NotStagedError, asNetmigError, TimeoutError,
 } from "../protocol/errors.js";
 import type { Logger } from "../protocol/log.js";
-import type { CommitOrder, TableSizes, TransferReply } from "../protocol/agent-api.js";
+import type { CommitOrder, CommitResult, TableSizes, TransferReply } from "../protocol/agent-api.js";
 import { KV_BUCKETS } from "../protocol/subjects.js";
 import type { AgentClient, Target } from "./agent-client.js";
 import type { HostGate } from "./host-gate.js";
@@ -40,9 +40,6 @@ export interface DriverDeps {
   /** Orders bulk rounds and freeze windows on shared hosts (see host-gate.ts). */
   gate: HostGate;
 }
-
-/** A final round's answer: the destination committed and activated. */
-type CommittedReply = TransferReply & { committed: NonNullable<TransferReply["committed"]> };
 
 /** Thrown inside the driver when the record was taken by someone else. */
 class LostLease extends Error {}
@@ -307,7 +304,7 @@ export class MigrationDriver {
     } finally {
       release();
     }
-    await this.recordActivation(window.final, window.ms);
+    await this.recordActivation(window.final, window.done, window.ms);
   }
 
   /**
@@ -328,7 +325,7 @@ export class MigrationDriver {
    * compare-and-set) and activates, and the answers come back the same way.
    * The window holds no coordinator round trip.
    */
-  private async freezeWindow(): Promise<{ final: CommittedReply; ms: number }> {
+  private async freezeWindow(): Promise<{ final: TransferReply; done: CommitResult; ms: number }> {
     const r = () => this.rec.value;
     const budget = r().options.freezeBudgetMs;
     await this.save({ phase: Phase.Frozen }, "freezing the source");
@@ -352,14 +349,13 @@ export class MigrationDriver {
     this.rec = { value: { ...committed, progress: r().progress, sealedGen: r().sealedGen }, revision: final.committed.revision };
     this.commitSent = null;
     this.savedAt = committed.updatedAtMs;
-    return { final: { ...final, committed: final.committed }, ms: tActive - t0 };
+    return { final, done: final.committed, ms: tActive - t0 };
   }
 
   /** After the window: the destination is live; its activation is recorded and the VM's owner moved. */
-  private async recordActivation(final: CommittedReply, freezeWindowMs: number): Promise<void> {
+  private async recordActivation(final: TransferReply, done: CommitResult, freezeWindowMs: number): Promise<void> {
     const r = () => this.rec.value;
     const budget = r().options.freezeBudgetMs;
-    const done = final.committed;
     this.deps.publish({ ...r(), phase: Phase.Transferred }, `final delta: ${final.rows} rows; digests match`);
     this.deps.publish(r(), `committed by ${r().dst}: owner ${r().dst}, epoch ${r().epoch + 1}`);
     crashPoint("after", Phase.Committed, this.deps.log);

@@ -16,6 +16,7 @@ import { BadRequestError, InvalidStateError, UnknownVmError, VmMigratingError } 
 import type { StateDelta } from "../../../protocol/state/model.js";
 import type { TableName } from "../../../protocol/state/tables.js";
 import type { Backend, Change, ReadResult, RemapContext, StagedSummary, VmSummary } from "../backend.js";
+import type { TableSizes } from "../../../protocol/agent-api.js";
 import { startChurn, type ChurnOptions } from "./churn.js";
 import { LocalIds } from "./local-ids.js";
 import { ensureDir, listSets, SetFile } from "./store.js";
@@ -308,7 +309,7 @@ export class MemoryBackend implements Backend {
    * ~250 ms of page faults, which a stop-and-copy would otherwise pay in its
    * freeze window.
    */
-  async reserveStaging(vmId: string, stagingId: string, sizes: Partial<Record<TableName, number>>, beforeTouch?: (bytes: number) => void): Promise<void> {
+  async reserveStaging(vmId: string, stagingId: string, sizes: TableSizes, beforeTouch?: (bytes: number) => void): Promise<void> {
     if (this.live.has(vmId)) throw new BadRequestError(`VM ${vmId} is already live on this host`, { vmId });
     const s = this.stagingArea(vmId, stagingId);
     s.set.reserve(sizes);
